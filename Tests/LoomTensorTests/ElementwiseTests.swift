@@ -78,3 +78,37 @@ import LoomTensor
 }
 
 import Foundation
+
+@Suite struct CoreUnaryTests {
+    @Test func valuesMatchFoundation() {
+        let x = Tensor([-3, -0.5, 0, 0.7, 2.5], shape: [5])
+        for (i, v) in x.array.enumerated() {
+            let d = Double(v)
+            #expect(abs(Double(x.exp().array[i]) - Foundation.exp(d)) < 1e-5 * Foundation.exp(d))
+            #expect(abs(Double(x.sigmoid().array[i]) - 1 / (1 + Foundation.exp(-d))) < 1e-6)
+            #expect(abs(Double(x.tanh().array[i]) - Foundation.tanh(d)) < 1e-6)
+            #expect(abs(Double(x.silu().array[i]) - d / (1 + Foundation.exp(-d))) < 1e-6)
+        }
+    }
+
+    @Test func gradients() {
+        let xs = GradCheck.inputs([[3, 37]], low: -3, high: 3)
+        #expect(GradCheck.maxError(xs, eps: 1e-3) { $0[0].exp() } < 1e-2)
+        #expect(GradCheck.maxError(xs, eps: 1e-3) { $0[0].sigmoid() } < 1e-2)
+        #expect(GradCheck.maxError(xs, eps: 1e-3) { $0[0].tanh() } < 1e-2)
+        #expect(GradCheck.maxError(xs, eps: 1e-3) { $0[0].silu() } < 1e-2)
+        let pos = GradCheck.inputs([[3, 5]], low: 0.5, high: 3)
+        #expect(GradCheck.maxError(pos, eps: 1e-3) { $0[0].log() } < 1e-2)
+        #expect(GradCheck.maxError(pos, eps: 1e-3) { $0[0].sqrt() } < 1e-2)
+    }
+
+    @Test func secondOrder() {
+        let xs = GradCheck.inputs([[2, 9]], low: -2, high: 2)
+        for f in [{ (t: Tensor) in t.exp() }, { $0.sigmoid() }, { $0.tanh() }, { $0.silu() }] {
+            #expect(GradCheck.maxSecondOrderError(xs, eps: 1e-3) { f($0[0]) } < 2e-2)
+        }
+        let pos = GradCheck.inputs([[2, 5]], low: 0.5, high: 3)
+        #expect(GradCheck.maxSecondOrderError(pos, eps: 1e-3) { $0[0].sqrt() } < 2e-2)
+        #expect(GradCheck.maxSecondOrderError(pos, eps: 1e-3) { $0[0].log() } < 2e-2)
+    }
+}
