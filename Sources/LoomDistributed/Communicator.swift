@@ -1,1 +1,102 @@
 import CMPI
+import Foundation
+
+/// Errors from the MPI layer.
+public enum DistributedError: Error, CustomStringConvertible {
+    case mpi(call: String, code: Int32)
+
+    public var description: String {
+        switch self {
+        case let .mpi(call, code):
+            var buf = [CChar](repeating: 0, count: Int(loom_mpi_max_library_version_string()))
+            var len: Int32 = 0
+            MPI_Error_string(code, &buf, &len)
+            return "\(call) failed: \(String(cString: buf))"
+        }
+    }
+}
+
+/// The process group (MPI_COMM_WORLD). All MPI calls of Loom go through this module.
+public final class Communicator {
+    /// This process's rank in 0..<size.
+    public let rank: Int
+    /// Number of processes.
+    public let size: Int
+    /// Rank among the processes on this node (Open MPI's local rank).
+    public let localRank: Int
+    /// Number of processes on this node.
+    public let localSize: Int
+    let comm: MPI_Comm
+
+    nonisolated(unsafe) private static var shared: Communicator?
+
+    /// Initialises MPI once per process (later calls return the same communicator) and
+    /// arranges `MPI_Finalize` at exit.
+    public static func world() throws -> Communicator {
+        if let shared { return shared }
+        var provided: Int32 = 0
+        try check("MPI_Init_thread", MPI_Init_thread(nil, nil, loom_mpi_thread_funneled(), &provided))
+        let comm = loom_comm_world()!
+        MPI_Comm_set_errhandler(comm, loom_mpi_errors_return())
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(comm, &r)
+        MPI_Comm_size(comm, &s)
+        // Local rank and size: split by shared memory (works under any launcher).
+        var node = loom_comm_null()
+        try check("MPI_Comm_split_type", MPI_Comm_split_type(comm, loom_mpi_comm_type_shared(), r, loom_mpi_info_null(), &node))
+        var lr: Int32 = 0, ls: Int32 = 0
+        MPI_Comm_rank(node, &lr)
+        MPI_Comm_size(node, &ls)
+        MPI_Comm_free(&node)
+        let c = Communicator(rank: Int(r), size: Int(s), localRank: Int(lr), localSize: Int(ls), comm: comm)
+        shared = c
+        atexit { Communicator.finalize() }
+        return c
+    }
+
+    private init(rank: Int, size: Int, localRank: Int, localSize: Int, comm: MPI_Comm) {
+        self.rank = rank
+        self.size = size
+        self.localRank = localRank
+        self.localSize = localSize
+        self.comm = comm
+    }
+
+    /// Finalises MPI if it was initialised and not yet finalised.
+    public static func finalize() {
+        var initialized: Int32 = 0, finalized: Int32 = 0
+        MPI_Initialized(&initialized)
+        MPI_Finalized(&finalized)
+        if initialized != 0 && finalized == 0 { MPI_Finalize() }
+    }
+
+    /// Sums `values` over all ranks, in place.
+    public func allReduceSum(_ values: inout [Double]) throws {
+        let n = Int32(values.count)
+        try values.withUnsafeMutableBufferPointer {
+            try Communicator.check("MPI_Allreduce", MPI_Allreduce(loom_mpi_in_place(), $0.baseAddress, n, loom_mpi_double(), loom_mpi_sum(), comm))
+        }
+    }
+
+    /// Waits until every rank has arrived.
+    public func barrier() throws { try Communicator.check("MPI_Barrier", MPI_Barrier(comm)) }
+
+    /// Ends the whole job after printing `message` (never hangs the other ranks).
+    public func abort(_ message: String, code: Int32 = 1) -> Never {
+        FileHandle.standardError.write(Data("loom: rank \(rank): \(message)\n".utf8))
+        MPI_Abort(comm, code)
+        exit(code)
+    }
+
+    static func check(_ call: String, _ code: Int32) throws {
+        if code != MPI_SUCCESS { throw DistributedError.mpi(call: call, code: code) }
+    }
+
+    /// The MPI library's own version string (callable before MPI_Init).
+    public static var libraryVersion: String {
+        var buf = [CChar](repeating: 0, count: Int(loom_mpi_max_library_version_string()))
+        var len: Int32 = 0
+        MPI_Get_library_version(&buf, &len)
+        return String(cString: buf).split(separator: "\n").first.map(String.init) ?? ""
+    }
+}

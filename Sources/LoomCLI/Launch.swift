@@ -1,0 +1,31 @@
+import Foundation
+import LoomTensor
+
+/// Process start-up fixes that must happen before any work.
+enum Launch {
+    /// Set to 1 to keep a weak OPENBLAS_CORETYPE on purpose.
+    static let keepVariable = "LOOM_KEEP_OPENBLAS_CORETYPE"
+    /// Marks the re-executed process so a failing upgrade cannot loop.
+    static let reexecMarker = "LOOM_BLAS_REEXEC"
+
+    /// When OPENBLAS_CORETYPE names a kernel weaker than this CPU supports, warns in one line
+    /// and re-executes this program with the strong kernel (same pid, so mpirun is unaffected).
+    /// Workers that Loom launches inherit the corrected environment.
+    static func ensureStrongBLASKernel() {
+        let env = ProcessInfo.processInfo.environment
+        guard env[keepVariable] != "1", env[reexecMarker] == nil,
+              let better = BLASKernel.upgrade(requested: env["OPENBLAS_CORETYPE"],
+                                              strongest: BLASKernel.strongestForThisCPU()) else { return }
+        let rank = env["OMPI_COMM_WORLD_RANK"] ?? env["PMI_RANK"] ?? "0"
+        if rank == "0" {
+            FileHandle.standardError.write(Data(("loom: OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"]!) forces a weaker "
+                + "BLAS kernel than this CPU runs; using \(better) (set \(keepVariable)=1 to keep it)\n").utf8))
+        }
+        setenv("OPENBLAS_CORETYPE", better, 1)
+        setenv(reexecMarker, "1", 1)
+        let args = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", args)
+        // exec failed: carry on with the weak kernel rather than not running at all.
+        FileHandle.standardError.write(Data("loom: could not restart with \(better) (\(String(cString: strerror(errno)))); continuing\n".utf8))
+    }
+}
