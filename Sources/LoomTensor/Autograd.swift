@@ -77,15 +77,17 @@ extension Tensor {
     /// Accumulates d(self)/d(leaf) into every leaf's `.grad`; `self` must hold one element
     /// unless `gradient` is given. The tape is freed afterwards unless `retainGraph`.
     public func backward(gradient: Tensor? = nil, retainGraph: Bool = false, createGraph: Bool = false) {
-        let grads = Autograd.run(root: self, seed: gradient, targets: nil,
-                                 createGraph: createGraph, retainGraph: retainGraph || createGraph)
-        for (leaf, g) in grads {
+        // Leaves are reached after every op that feeds them, so each gradient is final
+        // when handed over here; accumulate at once and let hooks start their work.
+        Autograd.run(root: self, seed: gradient, targets: nil, createGraph: createGraph,
+                     retainGraph: retainGraph || createGraph) { leaf, g in
             if let old = leaf.grad {
                 leaf.grad = createGraph ? old + g : Autograd.addInPlace(old, g)
             } else {
                 // Own the buffer: g may be shared with another leaf or with the caller.
                 leaf.grad = createGraph ? g : g.copy()
             }
+            leaf.onGradientReady?(leaf)
         }
     }
 }
@@ -95,9 +97,9 @@ extension Tensor {
 /// again (gradient penalties); the tape is then kept.
 public func grad(of output: Tensor, wrt inputs: [Tensor], gradOutput: Tensor? = nil,
                  createGraph: Bool = false, retainGraph: Bool? = nil) -> [Tensor] {
-    let grads = Autograd.run(root: output, seed: gradOutput, targets: inputs,
-                             createGraph: createGraph, retainGraph: retainGraph ?? createGraph)
-    let byID = Dictionary(grads.map { (ObjectIdentifier($0.0), $0.1) }, uniquingKeysWith: { a, _ in a })
+    var byID: [ObjectIdentifier: Tensor] = [:]
+    Autograd.run(root: output, seed: gradOutput, targets: inputs, createGraph: createGraph,
+                 retainGraph: retainGraph ?? createGraph) { t, g in byID[ObjectIdentifier(t)] = g }
     return inputs.map { byID[ObjectIdentifier($0)] ?? Tensor.zeros($0.shape) }
 }
 
@@ -122,9 +124,9 @@ enum Autograd {
         return order
     }
 
-    /// The backward pass. Returns (tensor, gradient) for the leaves, or for `targets`.
+    /// The backward pass: hands each leaf's (or each target's) final gradient to `deliver`.
     static func run(root: Tensor, seed: Tensor?, targets: [Tensor]?, createGraph: Bool,
-                    retainGraph: Bool) -> [(Tensor, Tensor)] {
+                    retainGraph: Bool, deliver: (Tensor, Tensor) -> Void) {
         precondition(root.requiresGrad, "backward: the tensor does not require gradients (was it made under noGrad?)")
         if seed == nil {
             precondition(root.count == 1, "backward: implicit gradient needs a one-element output, got \(root.shape)")
@@ -147,14 +149,13 @@ enum Autograd {
         var grads: [ObjectIdentifier: Tensor] = [:]
         var owned = Set<ObjectIdentifier>()  // gradients whose buffer we may add into in place
         grads[ObjectIdentifier(root)] = seed ?? Tensor(repeating: 1, shape: root.shape)
-        var result: [(Tensor, Tensor)] = []
 
         GradMode.with(enabled: createGraph) {
             for t in order.reversed() {
                 let id = ObjectIdentifier(t)
                 guard let g = grads[id] else { continue }
                 let isTarget = targetIDs?.contains(id) ?? (t.gradFn == nil)
-                if isTarget { result.append((t, g)) }
+                if isTarget { deliver(t, g) }
                 guard let node = t.gradFn, let backward = node.backward else { continue }
                 if !isTarget { grads[id] = nil }
                 let needs = node.inputs.map { $0.map { relevant.contains(ObjectIdentifier($0)) } ?? false }
@@ -183,7 +184,6 @@ enum Autograd {
                 if !retainGraph { node.release() }
             }
         }
-        return result
     }
 
     /// `a += b` on raw buffers (same shape), off the tape; returns `a`.

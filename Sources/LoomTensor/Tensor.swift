@@ -14,6 +14,9 @@ public final class Tensor {
     public var grad: Tensor?
     /// The recorded operation that produced this tensor, or nil for leaves.
     public internal(set) var gradFn: Node?
+    /// Called during `backward()` as soon as this leaf's `.grad` is final for the pass
+    /// (PyTorch's post-accumulate-grad hook): data parallelism starts all-reducing here.
+    public var onGradientReady: ((Tensor) -> Void)?
 
     /// Number of elements.
     @inlinable public var count: Int { storage.count }

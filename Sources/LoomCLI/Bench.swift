@@ -1,0 +1,8 @@
+import ArgumentParser
+
+/// `loom bench …`: speed figures, always measured side by side in one run (release builds).
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks (run release builds; speed goals live here, not in unit tests).",
+        subcommands: [BenchAllReduce.self])
+}
