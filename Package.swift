@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // Native libraries from Debian's packages (see README "Native libraries").
@@ -30,13 +31,21 @@ let package = Package(
         .target(name: "LoomNN", dependencies: ["LoomTensor"], swiftSettings: native),
         .target(name: "LoomDistributed", dependencies: ["CMPI", "LoomTensor"], swiftSettings: native),
         .target(name: "LoomStorage", dependencies: ["CHDF5", "CZlib", "CPNG", "LoomTensor"], swiftSettings: native),
+        .target(name: "LoomDiffusion", dependencies: ["LoomTensor"], swiftSettings: native),
+        .target(name: "LoomModels", dependencies: ["LoomNN"], swiftSettings: native),
+        .target(name: "LoomTraining", dependencies: [
+            "LoomTensor", "LoomNN", "LoomModels", "LoomDiffusion", "LoomDistributed", "LoomStorage",
+            .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: native),
         .executableTarget(name: "LoomCLI", dependencies: [
-            "LoomTensor", "LoomNN", "LoomDistributed", "LoomStorage",
+            "LoomTensor", "LoomNN", "LoomDistributed", "LoomStorage", "LoomTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: native),
 
         .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"]),
+        .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"]),
+        .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining"]),
         .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor"]),
     ],
     swiftLanguageModes: [.v5]
