@@ -12,8 +12,10 @@ import LoomTensor
 ///     }
 ///
 /// The key is the property name, so a module meant to load PyTorch checkpoints either uses
-/// PyTorch's spelling (`@Buffer var running_mean`) or names the key explicitly
-/// (`@Buffer(name: "running_mean") var runningMean: Tensor`).
+/// PyTorch's spelling (`@Buffer var running_mean`) or names the key explicitly:
+/// `@Buffer(name: "running_mean") var runningMean = Tensor.zeros([c])`, or in `init`
+/// (Swift only passes wrapper arguments with an initial value)
+/// `_runningMean = Buffer(wrappedValue: Tensor.zeros([c]), name: "running_mean")`.
 ///
 /// The wrappers are classes, so the module's member list can be cached once while the tensor
 /// behind a property may still be replaced; optimizers, EMA and checkpoints hold the tensor
@@ -124,18 +126,20 @@ func reflectedMembers(of module: Module) -> [(String, ModuleMember)] {
     for mirror in mirrors.reversed() {
         for child in mirror.children {
             guard let label = child.label else { continue }
-            let value = child.value
-            let isState = value is TensorSlot || value is Module || value is [Module]
-            precondition(!(isState && label.hasPrefix("$__lazy_storage_$_")),
-                         "\(type(of: module)).\(label.dropFirst(18)): lazy properties cannot hold module state")
-            if let slot = value as? TensorSlot {
+            let found: [(String, ModuleMember)]
+            if let slot = child.value as? TensorSlot {
                 // A wrapper's backing storage is `_name`.
-                members.append((slot.name ?? String(label.dropFirst()), .slot(slot)))
-            } else if let child = value as? Module {
-                members.append((label, .module(child)))
-            } else if let list = value as? [Module] {
-                for (i, child) in list.enumerated() { members.append(("\(label).\(i)", .module(child))) }
+                found = [(slot.name ?? (label.hasPrefix("_") ? String(label.dropFirst()) : label), .slot(slot))]
+            } else if let module = child.value as? Module {
+                found = [(label, .module(module))]
+            } else if let list = child.value as? [Module] {
+                found = list.enumerated().map { ("\(label).\($0.offset)", .module($0.element)) }
+            } else {
+                continue
             }
+            precondition(found.isEmpty || !label.hasPrefix("$__lazy_storage_$_"),
+                         "\(type(of: module)).\(label.dropFirst(18)): lazy properties cannot hold module state")
+            members += found
         }
     }
     return members
