@@ -1,9 +1,23 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 // Module direction (one way): LoomTensor ← LoomNN ← (models, diffusion) ← training ← LoomCLI.
 // MPI is only imported by LoomDistributed, HDF5 only by LoomStorage.
-let native: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+// Vector width: Loom's kernels are written over SIMD16<Float>; without a target CPU the
+// compiler emits SSE only. The build machine's flags pick the CPU family (like -march=native);
+// LOOM_TARGET_CPU overrides it (e.g. "x86-64" for a portable build).
+func targetCPU() -> String? {
+    if let forced = ProcessInfo.processInfo.environment["LOOM_TARGET_CPU"] { return forced.isEmpty ? nil : forced }
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+    let flags = Set(line.split(separator: " ").map(String.init))
+    if ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains) { return "skylake-avx512" }
+    if ["avx2", "fma"].allSatisfy(flags.contains) { return "haswell" }
+    return nil
+}
+let cpuFlags = targetCPU().map { ["-target-cpu", $0] } ?? []
+let native: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + cpuFlags, .when(configuration: .release))]
 
 let package = Package(
     name: "Loom",
