@@ -58,7 +58,7 @@ let package = Package(
 
         .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"]),
-        .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"]),
+        .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining"]),
         .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor"]),
     ],
