@@ -52,7 +52,7 @@ enum NativeThreads {
     static func set(_ n: Int) {
         openblas_set_num_threads(Int32(n))
         // oneDNN runs on libgomp, which libdnnl loads; look it up instead of linking it.
-        if let sym = dlsym(UnsafeMutableRawPointer(bitPattern: -2) /* RTLD_DEFAULT */, "omp_set_num_threads") {
+        if let sym = dlsym(dlopen(nil, RTLD_NOW), "omp_set_num_threads") {
             unsafeBitCast(sym, to: SetThreads.self)(Int32(n))
         }
     }
