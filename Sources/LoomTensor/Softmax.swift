@@ -12,10 +12,13 @@ enum SoftmaxKernels {
         var acc = Float16x(repeating: -.infinity)
         var i = 0
         while i + 16 <= n {
-            acc = pointwiseMax(acc, UnsafeRawPointer(p + i).loadUnaligned(as: Float16x.self))
+            // A masked select: the generic `pointwiseMax` and `max()` compile to scalar code.
+            let v = UnsafeRawPointer(p + i).loadUnaligned(as: Float16x.self)
+            acc = acc.replacing(with: v, where: v .> acc)
             i += 16
         }
-        var m = acc.max()
+        var m = -Float.infinity
+        for k in 0..<16 { m = Swift.max(m, acc[k]) }
         while i < n { m = Swift.max(m, p[i]); i += 1 }
         return m
     }
@@ -41,24 +44,27 @@ enum SoftmaxKernels {
         if n == 0 { return }
         let m = rowMax(x, n)
         let mv = Float16x(repeating: m)
+        // One pass for exp and its sum; log-softmax keeps only the sum (y may alias x).
+        var acc = Float16x(repeating: 0)
+        var i = 0
+        while i + 16 <= n {
+            let e = simdExp(UnsafeRawPointer(x + i).loadUnaligned(as: Float16x.self) - mv)
+            if !log { UnsafeMutableRawPointer(y + i).storeBytes(of: e, as: Float16x.self) }
+            acc += e
+            i += 16
+        }
+        if i < n {
+            var v = Float16x(repeating: -.infinity)
+            for k in 0..<(n - i) { v[k] = x[i + k] }
+            let e = simdExp(v - mv).replacing(with: 0, where: v .== -.infinity)
+            if !log { for k in 0..<(n - i) { y[i + k] = e[k] } }
+            acc += e
+        }
         if log {
-            // Σ exp(x - m) without keeping the exps (y may alias x, so compute into y last).
-            var acc = Float16x(repeating: 0)
-            var i = 0
-            while i + 16 <= n {
-                acc += simdExp(UnsafeRawPointer(x + i).loadUnaligned(as: Float16x.self) - mv)
-                i += 16
-            }
-            if i < n {
-                var v = Float16x(repeating: -.infinity)
-                for k in 0..<(n - i) { v[k] = x[i + k] }
-                acc += simdExp(v - mv).replacing(with: 0, where: v .== -.infinity)
-            }
             let shift = m + Foundation.log(acc.sum())
             for j in 0..<n { y[j] = x[j] - shift }
         } else {
-            simdMap(x, y, n) { simdExp($0 - mv) }
-            let inv = 1 / simdSum(y, n)
+            let inv = 1 / acc.sum()
             for j in 0..<n { y[j] *= inv }
         }
     }
