@@ -83,12 +83,12 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     let outFeatures = weight.shape[0], inFeatures = weight.shape[1]
     precondition(x.rank >= 1 && x.shape.last == inFeatures, "linear: input \(x.shape) does not end in \(inFeatures)")
     if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) is not [\(outFeatures)]") }
-    let rows = x.count / max(1, inFeatures)
+    let rows = x.count / Swift.max(1, inFeatures)
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outFeatures])
     let po = out.data
     if let bias {
         let pb = bias.data
-        Parallel.forRange(rows, grain: max(1, (1 << 14) / max(1, outFeatures))) { r in
+        Parallel.forRange(rows, grain: Swift.max(1, (1 << 14) / Swift.max(1, outFeatures))) { r in
             for i in r { (po + i * outFeatures).update(from: pb, count: outFeatures) }
         }
     }

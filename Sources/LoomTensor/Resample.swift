@@ -10,7 +10,7 @@ extension Tensor {
         let out = Tensor(uninitialized: [n, 2 * h, 2 * w, c])
         let px = data, po = out.data
         let outRow = 2 * w * c
-        Parallel.forRange(n * h, grain: max(1, (1 << 13) / max(1, outRow))) { range in
+        Parallel.forRange(n * h, grain: Swift.max(1, (1 << 13) / Swift.max(1, outRow))) { range in
             for row in range {
                 // Input row (n, y) becomes output rows (n, 2y) and (n, 2y + 1).
                 let src = px + row * w * c, dst = po + 2 * row * outRow
@@ -39,7 +39,7 @@ extension Tensor {
         let ho = (h - k) / s + 1, wo = (w - k) / s + 1
         let out = Tensor.zeros([n, ho, wo, c])
         let px = data, po = out.data
-        Parallel.forRange(n * ho, grain: max(1, (1 << 12) / max(1, wo * c * k * k))) { range in
+        Parallel.forRange(n * ho, grain: Swift.max(1, (1 << 12) / Swift.max(1, wo * c * k * k))) { range in
             for row in range {
                 let b = row / ho, y = row % ho
                 for x in 0..<wo {
@@ -70,7 +70,7 @@ extension Tensor {
         // Overlapping windows write the same pixels: then split by image only, so each pixel
         // adds up in one fixed order whatever the thread count.
         let rowsPerItem = s >= k ? 1 : ho
-        Parallel.forRange(n * ho / rowsPerItem, grain: max(1, (1 << 12) / max(1, rowsPerItem * wo * c * k * k))) { range in
+        Parallel.forRange(n * ho / rowsPerItem, grain: Swift.max(1, (1 << 12) / Swift.max(1, rowsPerItem * wo * c * k * k))) { range in
             for item in range {
                 for row in (item * rowsPerItem)..<((item + 1) * rowsPerItem) {
                     let b = row / ho, y = row % ho

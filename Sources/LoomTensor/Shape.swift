@@ -92,7 +92,7 @@ func permuteCopy(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer
         // The innermost axis stays innermost: copy runs.
         let run = ext[r - 1], rows = count / run
         let oe = Array(ext.dropLast()), oi = Array(ist.dropLast()), oo = Array(ost.dropLast())
-        Parallel.forRange(rows, grain: max(1, (1 << 14) / run)) { range in
+        Parallel.forRange(rows, grain: Swift.max(1, (1 << 14) / run)) { range in
             var w = OffsetOdometer(extents: oe, strides0: oi, strides1: oo, start: range.lowerBound)
             for _ in range {
                 (dst + w.offset1).update(from: src + w.offset0, count: run)
@@ -110,16 +110,16 @@ func permuteCopy(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer
     let tile = 32
     let qTiles = (nq + tile - 1) / tile
     let outer = oe.reduce(1, *)
-    Parallel.forRange(outer * qTiles, grain: max(1, (1 << 14) / (tile * nl))) { range in
+    Parallel.forRange(outer * qTiles, grain: Swift.max(1, (1 << 14) / (tile * nl))) { range in
         var w = OffsetOdometer(extents: oe, strides0: oi, strides1: oo, start: range.lowerBound / qTiles)
         for item in range {
             let t = item % qTiles
             if t == 0 && item != range.lowerBound { w.next() }
-            let q0 = t * tile, q1 = min(q0 + tile, nq)
+            let q0 = t * tile, q1 = Swift.min(q0 + tile, nq)
             let s = src + w.offset0, o = dst + w.offset1
             var l0 = 0
             while l0 < nl {
-                let l1 = min(l0 + tile, nl)
+                let l1 = Swift.min(l0 + tile, nl)
                 for iq in q0..<q1 {
                     let so = s + iq, oq = o + iq * osq
                     for il in l0..<l1 { oq[il] = so[il * sl] }
@@ -169,7 +169,7 @@ func copyWindow(small: UnsafeMutablePointer<Float>, smallShape: [Int], big: Unsa
     var base = 0
     for d in 0...p { base += start[d] * bigStrides[d] }
     let oe = Array(smallShape[..<p]), ob = Array(bigStrides[..<p]), os = AxisMath.strides(oe)
-    Parallel.forRange(rows, grain: max(1, (1 << 14) / run)) { range in
+    Parallel.forRange(rows, grain: Swift.max(1, (1 << 14) / run)) { range in
         var w = OffsetOdometer(extents: oe, strides0: os, strides1: ob, start: range.lowerBound)
         for _ in range {
             let s = small + w.offset0 * run, b = big + base + w.offset1
@@ -241,10 +241,10 @@ extension Tensor {
     public func chunked(_ n: Int, axis: Int) -> [Tensor] {
         precondition(n > 0, "chunked: n must be positive")
         let a = AxisMath.resolve(axis, rank: rank)
-        let size = max(1, (shape[a] + n - 1) / n)
+        let size = Swift.max(1, (shape[a] + n - 1) / n)
         var sizes: [Int] = []
         var left = shape[a]
-        while left > 0 { sizes.append(min(size, left)); left -= size }
+        while left > 0 { sizes.append(Swift.min(size, left)); left -= size }
         if sizes.isEmpty { sizes = [0] }
         return split(sizes: sizes, axis: a)
     }
@@ -278,7 +278,7 @@ extension Tensor {
         let inner = shape[(a + 1)...].reduce(1, *), outer = shape[..<a].reduce(1, *)
         let runs = parts.map { $0.shape[a] * inner }, rowLength = shape[a] * inner
         let pointers = parts.map(\.data), po = out.data
-        Parallel.forRange(outer, grain: max(1, (1 << 14) / max(1, rowLength))) { range in
+        Parallel.forRange(outer, grain: Swift.max(1, (1 << 14) / Swift.max(1, rowLength))) { range in
             for o in range {
                 var dst = po + o * rowLength
                 for (p, run) in zip(pointers, runs) {
@@ -309,7 +309,7 @@ extension Tensor {
         let out = Tensor(uninitialized: [indices.count] + shape.dropFirst())
         let px = data, po = out.data
         indices.withUnsafeBufferPointer { idx in
-            Parallel.forRange(idx.count, grain: max(1, (1 << 14) / max(1, rowSize))) { range in
+            Parallel.forRange(idx.count, grain: Swift.max(1, (1 << 14) / Swift.max(1, rowSize))) { range in
                 for i in range { (po + i * rowSize).update(from: px + idx[i] * rowSize, count: rowSize) }
             }
         }
@@ -326,7 +326,7 @@ extension Tensor {
         indices.withUnsafeBufferPointer { idx in
             // Split over columns, never over indices: every element adds up in index order,
             // whatever the thread count.
-            Parallel.forRange(rowSize, grain: max(16, (1 << 14) / max(1, idx.count))) { cols in
+            Parallel.forRange(rowSize, grain: Swift.max(16, (1 << 14) / Swift.max(1, idx.count))) { cols in
                 for (i, r) in idx.enumerated() {
                     let s = pg + i * rowSize, o = po + r * rowSize
                     for c in cols { o[c] += s[c] }

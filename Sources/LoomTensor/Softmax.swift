@@ -94,13 +94,13 @@ enum SoftmaxKernels {
         let (outer, n, inner) = layout(shape, axis: axis)
         if n == 0 || outer * inner == 0 { return }
         if inner == 1 {
-            Parallel.forRange(outer, grain: max(1, 4096 / n)) { r in
+            Parallel.forRange(outer, grain: Swift.max(1, 4096 / n)) { r in
                 for o in r { forwardRow(x + o * n, y + o * n, n, log: log) }
             }
             return
         }
         // Strided axis: each (outer) block is n rows of `inner` lanes, reduced row by row.
-        Parallel.forRange(outer, grain: max(1, 4096 / (n * inner))) { r in
+        Parallel.forRange(outer, grain: Swift.max(1, 4096 / (n * inner))) { r in
             let mx = UnsafeMutablePointer<Float>.allocate(capacity: 2 * inner)
             defer { mx.deallocate() }
             let sum = mx + inner
@@ -136,12 +136,12 @@ enum SoftmaxKernels {
         if n == 0 || outer * inner == 0 { return dx }
         let py = y.data, pg = g.data, pd = dx.data
         if inner == 1 {
-            Parallel.forRange(outer, grain: max(1, 4096 / n)) { r in
+            Parallel.forRange(outer, grain: Swift.max(1, 4096 / n)) { r in
                 for o in r { backwardRow(py + o * n, pg + o * n, pd + o * n, n, log: log) }
             }
             return dx
         }
-        Parallel.forRange(outer, grain: max(1, 4096 / (n * inner))) { r in
+        Parallel.forRange(outer, grain: Swift.max(1, 4096 / (n * inner))) { r in
             let acc = UnsafeMutablePointer<Float>.allocate(capacity: inner)
             defer { acc.deallocate() }
             for o in r {
@@ -232,7 +232,7 @@ public func crossEntropyLoss(_ logits: Tensor, _ targets: [Int], labelSmoothing:
         let pl = lsm.data, pd = dx.data
         let gv = Float16x(repeating: gs), off = Float16x(repeating: offWeight)
         targets.withUnsafeBufferPointer { tg in
-            Parallel.forRange(rows, grain: max(1, 4096 / classes)) { r in
+            Parallel.forRange(rows, grain: Swift.max(1, 4096 / classes)) { r in
                 for i in r {
                     simdMap(pl + i * classes, pd + i * classes, classes) { (simdExp($0) - off) * gv }
                     pd[i * classes + tg[i]] -= onWeight * gs
