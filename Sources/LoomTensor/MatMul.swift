@@ -1,0 +1,107 @@
+import COpenBLAS
+
+/// Matrix products through OpenBLAS's sgemm: `matmul` (2-D and batched with broadcast batch
+/// axes) and `linear` (PyTorch's x·Wᵀ + b as one GEMM over all leading axes). Backward passes
+/// are themselves matmuls, so second-order gradients come for free.
+
+/// Row-major C[m, n] = alpha · op(A) · op(B) + beta · C with leading dimensions given.
+@inline(__always)
+func rowMajorSgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    if m == 0 || n == 0 { return }
+    if k == 0 {
+        // BLAS leaves C untouched or rejects lda = 0: the empty sum is done by hand.
+        for i in 0..<m { let row = c + i * ldc; for j in 0..<n { row[j] *= beta } }
+        if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+        return
+    }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// The matrix product op(a) · op(b) over the last two axes, where op transposes when asked;
+/// leading (batch) axes broadcast like NumPy. a: [..., M, K] (or [..., K, M] with
+/// `transposeA`), b: [..., K, N] (or [..., N, K] with `transposeB`) → [..., M, N].
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+    precondition(a.rank >= 2 && b.rank >= 2, "matmul needs at least 2-D operands, got \(a.shape) and \(b.shape)")
+    let ar = a.shape[a.rank - 2], ac = a.shape[a.rank - 1]
+    let br = b.shape[b.rank - 2], bc = b.shape[b.rank - 1]
+    let m = transposeA ? ac : ar, k = transposeA ? ar : ac
+    let n = transposeB ? br : bc, kb = transposeB ? bc : br
+    precondition(k == kb, "matmul: inner extents differ in \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
+    let aBatch = Array(a.shape.dropLast(2)), bBatch = Array(b.shape.dropLast(2))
+    guard let batch = broadcastShape(aBatch, bBatch) else {
+        preconditionFailure("matmul: batch axes \(aBatch) and \(bBatch) do not broadcast")
+    }
+    let out = Tensor(uninitialized: batch + [m, n])
+    let batchCount = batch.reduce(1, *)
+    let pa = a.data, pb = b.data, po = out.data
+    if batchCount == 1 || (!transposeA && bBatch.reduce(1, *) == 1 && aBatch.reduce(1, *) == batchCount) {
+        // One GEMM: a's batch rows stack into M when b is shared.
+        rowMajorSgemm(transA: transposeA, transB: transposeB, m: batchCount * m, n: n, k: k, alpha: 1,
+                      a: pa, lda: ac, b: pb, ldb: bc, beta: 0, c: po, ldc: n)
+    } else {
+        let sa = broadcastStrides(aBatch, rank: batch.count, outShape: batch).map { $0 * ar * ac }
+        let sb = broadcastStrides(bBatch, rank: batch.count, outShape: batch).map { $0 * br * bc }
+        var w = OffsetOdometer(extents: batch, strides0: sa, strides1: sb, start: 0)
+        for i in 0..<batchCount {
+            rowMajorSgemm(transA: transposeA, transB: transposeB, m: m, n: n, k: k, alpha: 1,
+                          a: pa + w.offset0, lda: ac, b: pb + w.offset1, ldb: bc, beta: 0, c: po + i * m * n, ldc: n)
+            w.next()
+        }
+    }
+    return out.recorded("matmul", [a, b]) { g, needs in
+        // The four transpose cases of dA and dB, each another matmul; summed over broadcast batches.
+        var da: Tensor?, db: Tensor?
+        if needs[0] {
+            switch (transposeA, transposeB) {
+            case (false, false): da = matmul(g, b, transposeB: true)
+            case (false, true): da = matmul(g, b)
+            case (true, false): da = matmul(b, g, transposeB: true)
+            case (true, true): da = matmul(b, g, transposeA: true, transposeB: true)
+            }
+            da = da!.summed(to: a.shape)
+        }
+        if needs[1] {
+            switch (transposeA, transposeB) {
+            case (false, false): db = matmul(a, g, transposeA: true)
+            case (false, true): db = matmul(g, a, transposeA: true)
+            case (true, false): db = matmul(a, g)
+            case (true, true): db = matmul(g, a, transposeA: true, transposeB: true)
+            }
+            db = db!.summed(to: b.shape)
+        }
+        return [da, db]
+    }
+}
+
+/// PyTorch's linear layer: x [..., in] · weightᵀ (weight [out, in]) + bias [out] → [..., out],
+/// as one GEMM over all leading axes with the bias preloaded into the output.
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    precondition(weight.rank == 2, "linear: weight must be [out, in], got \(weight.shape)")
+    let outFeatures = weight.shape[0], inFeatures = weight.shape[1]
+    precondition(x.rank >= 1 && x.shape.last == inFeatures, "linear: input \(x.shape) does not end in \(inFeatures)")
+    if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) is not [\(outFeatures)]") }
+    let rows = x.count / Swift.max(1, inFeatures)
+    let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outFeatures])
+    let po = out.data
+    if let bias {
+        let pb = bias.data
+        Parallel.forRange(rows, grain: Swift.max(1, (1 << 14) / Swift.max(1, outFeatures))) { r in
+            for i in r { (po + i * outFeatures).update(from: pb, count: outFeatures) }
+        }
+    }
+    rowMajorSgemm(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures, alpha: 1,
+                  a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures,
+                  beta: bias == nil ? 0 : 1, c: po, ldc: outFeatures)
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    let xShape = x.shape
+    return out.recorded("linear", inputs) { g, needs in
+        let g2 = g.reshaped([rows, outFeatures])
+        return [
+            needs[0] ? matmul(g2, weight).reshaped(xShape) : nil,                           // dx = g·W
+            needs[1] ? matmul(g2, x.reshaped([rows, inFeatures]), transposeA: true) : nil,  // dW = gᵀ·x
+        ] + (needs.count > 2 ? [needs[2] ? g2.summed(to: [outFeatures]) : nil] : [])        // db = Σ g
+    }
+}
