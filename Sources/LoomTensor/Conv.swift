@@ -62,9 +62,10 @@ public func convTranspose2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: 
     let out = ConvPrimitive.backwardData(geo, diffDst: x, weight: weight)
     if let bias { addChannelBias(out, bias) }
     return out.recorded("conv_transpose2d", bias.map { [x, weight, $0] } ?? [x, weight]) { g, needs in
-        [needs[0] ? convForward(geo, g, weight) : nil,
-         needs[1] ? convBackwardWeights(geo, g, x) : nil,
-         needs.count > 2 && needs[2] ? channelSum(g) : nil].prefix(needs.count).map { $0 }
+        let dx = needs[0] ? convForward(geo, g, weight) : nil
+        let dW = needs[1] ? convBackwardWeights(geo, g, x) : nil
+        let db = needs.count > 2 && needs[2] ? channelSum(g) : nil
+        return bias == nil ? [dx, dW] : [dx, dW, db]
     }
 }
 

@@ -77,11 +77,17 @@ final class ConvPrimitive {
     /// nil when the layouts agree.
     let weightsReorder: DNNLPrimitive?
 
-    private struct Key: Hashable { var geometry: ConvGeometry; var pass: ConvPass; var bias: Bool }
+    private struct Key: Hashable { var geometry: ConvGeometry; var pass: ConvPass; var bias: Bool; var threads: Int }
 
-    /// The primitive for `pass` of `g` (with bias or diff_bias when `bias`), created on first use.
+    /// The primitive for `pass` of `g` (with bias or diff_bias when `bias`), created on first
+    /// use. Backward-weights primitives are single-threaded: oneDNN splits their reduction
+    /// over images and pixels by thread count, so `backwardWeights` parallelises over fixed
+    /// batch chunks itself and the result never depends on the thread count.
     static func get(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool) -> ConvPrimitive {
-        DNNL.cached(Key(geometry: g, pass: pass, bias: bias)) { ConvPrimitive(g, pass, bias: bias) }
+        let threads = pass == .backwardWeights ? 1 : DNNL.maxThreads
+        return DNNL.cached(Key(geometry: g, pass: pass, bias: bias, threads: threads)) {
+            DNNL.withThreads(threads) { ConvPrimitive(g, pass, bias: bias) }
+        }
     }
 
     private init(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool) {
@@ -184,15 +190,42 @@ final class ConvPrimitive {
         return out
     }
 
+    /// Images per backward-weights chunk. The chunks are summed in a fixed order, so the
+    /// result depends on the batch size only; large enough that each chunk runs near peak.
+    static let weightChunkImages = 16
+
     /// diff_W (and diff_bias = diff_dst summed over N, H, W when `withBias`), the adjoint
-    /// of `forward` in W.
+    /// of `forward` in W: one single-threaded primitive per chunk of images, chunks spread
+    /// over `Parallel.threads`, partial results added in chunk order.
     static func backwardWeights(_ g: ConvGeometry, src: Tensor, diffDst: Tensor, withBias: Bool) -> (Tensor, Tensor?) {
+        let per = weightChunkImages, chunks = (g.batch + per - 1) / per
+        let wCount = g.weightShape.reduce(1, *), bCount = withBias ? g.dstC : 0
+        let srcImage = g.srcH * g.srcW * g.srcC, dstImage = g.dstH * g.dstW * g.dstC
+        // Chunk 0 writes the results, the others their own slot of `partial` (weights, then bias).
         let dW = Tensor(uninitialized: g.weightShape)
         let db = withBias ? Tensor(uninitialized: [g.dstC]) : nil
-        var args: [(Int32, UnsafeMutableRawPointer)] = [(loom_dnnl_arg_src(), UnsafeMutableRawPointer(src.data)),
-                                                        (loom_dnnl_arg_diff_dst(), UnsafeMutableRawPointer(diffDst.data))]
-        if let db { args.append((loom_dnnl_arg_diff_bias(), UnsafeMutableRawPointer(db.data))) }
-        get(g, .backwardWeights, bias: withBias).run(weightsArg: loom_dnnl_arg_diff_weights(), weights: dW.data, args)
+        let partial = chunks > 1 ? Storage(count: (chunks - 1) * (wCount + bCount)) : nil
+        let ps = src.data, pg = diffDst.data, pw = dW.data, pb = db?.data, pp = partial?.data
+        Parallel.forRange(chunks, grain: 1) { range in
+            for k in range {
+                var cg = g
+                cg.batch = min(per, g.batch - k * per)
+                let w = k == 0 ? pw : pp! + (k - 1) * (wCount + bCount)
+                var args: [(Int32, UnsafeMutableRawPointer)] = [
+                    (loom_dnnl_arg_src(), UnsafeMutableRawPointer(ps + k * per * srcImage)),
+                    (loom_dnnl_arg_diff_dst(), UnsafeMutableRawPointer(pg + k * per * dstImage)),
+                ]
+                if withBias {
+                    args.append((loom_dnnl_arg_diff_bias(), UnsafeMutableRawPointer(k == 0 ? pb! : w + wCount)))
+                }
+                get(cg, .backwardWeights, bias: withBias).run(weightsArg: loom_dnnl_arg_diff_weights(), weights: w, args)
+            }
+        }
+        for k in 1..<max(chunks, 1) {
+            let part = pp! + (k - 1) * (wCount + bCount)
+            for i in 0..<wCount { pw[i] += part[i] }
+            if let pb { for i in 0..<bCount { pb[i] += part[wCount + i] } }
+        }
         return (dW, db)
     }
 }

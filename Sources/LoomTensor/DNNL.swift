@@ -69,6 +69,28 @@ enum DNNL {
         return attr!
     }
 
+    private typealias GetThreads = @convention(c) () -> Int32
+    private typealias SetThreads = @convention(c) (Int32) -> Void
+    // oneDNN runs on libgomp, which libdnnl loads; look it up instead of linking it.
+    private static let ompGetMaxThreads = dlsym(dlopen(nil, RTLD_NOW), "omp_get_max_threads")
+        .map { unsafeBitCast($0, to: GetThreads.self) }
+    private static let ompSetNumThreads = dlsym(dlopen(nil, RTLD_NOW), "omp_set_num_threads")
+        .map { unsafeBitCast($0, to: SetThreads.self) }
+
+    /// OpenMP's thread count for the calling thread. oneDNN fixes a primitive's work split
+    /// (and its thread count) from it when the primitive is created, so it is part of the
+    /// cache key.
+    static var maxThreads: Int { ompGetMaxThreads.map { Int($0()) } ?? 1 }
+
+    /// Runs `body` with the calling thread's OpenMP thread count set to `n`, restored after.
+    static func withThreads<R>(_ n: Int, _ body: () -> R) -> R {
+        guard let set = ompSetNumThreads else { return body() }
+        let saved = maxThreads
+        set(Int32(n))
+        defer { set(Int32(saved)) }
+        return body()
+    }
+
     private static var cache: [AnyHashable: AnyObject] = [:]
     private static var cacheLock: pthread_mutex_t = {
         var m = pthread_mutex_t()

@@ -83,6 +83,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 5, 5, 3], cout: 8, k: 4, stride: 1, padding: 0),
         ConvCase(x: [2, 4, 6, 16], cout: 32, k: 3, stride: 1, padding: 1),             // blocked weights
         ConvCase(x: [2, 8, 8, 64], cout: 48, k: 1, stride: 1, padding: 0, bias: false),
+        ConvCase(x: [37, 4, 3, 5], cout: 6, k: 3, stride: 1, padding: 1),              // 3 weight-gradient chunks
     ]
 
     static let transposedCases: [ConvCase] = [
@@ -93,6 +94,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 1, 1, 8], cout: 4, k: 4, stride: 1, padding: 0),                    // DCGAN's z → 4×4
         ConvCase(x: [2, 4, 3, 16], cout: 32, k: 4, stride: 2, padding: 1),                  // blocked weights
         ConvCase(x: [2, 3, 5, 3], cout: 2, k: 3, stride: 2, padding: 0),
+        ConvCase(x: [20, 2, 3, 4], cout: 3, k: 4, stride: 2, padding: 1),                   // 2 weight-gradient chunks
     ]
 
     /// Random x, W, b and output gradient for `c`; W is `wShape`.
