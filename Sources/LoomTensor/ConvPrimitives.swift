@@ -1,0 +1,231 @@
+import CDNNL
+
+/// One 2-D convolution as oneDNN's forward convolution sees it: src `[N, srcH, srcW, srcC]`
+/// (NHWC) and weights `[dstC, srcC, kh, kw]` (oihw) give dst `[N, dstH, dstW, dstC]`.
+///
+/// A transposed convolution is the backward-data pass of such a convolution with src and dst
+/// exchanged: its input is the dst, its output the src, and PyTorch's `[I, O, kh, kw]`
+/// transposed-conv weights are exactly this convolution's `[dstC, srcC, kh, kw]`.
+struct ConvGeometry: Hashable, CustomStringConvertible {
+    var batch: Int
+    var srcH: Int, srcW: Int, srcC: Int
+    var dstH: Int, dstW: Int, dstC: Int
+    var kh: Int, kw: Int
+    var stride: Int
+    /// Left (top) padding; the right (bottom) one is derived so that the shapes are consistent
+    /// and may be negative (down to 1 − stride) when the last rows of src are never read.
+    var padding: Int
+
+    var padBottom: Int { (dstH - 1) * stride + kh - srcH - padding }
+    var padRight: Int { (dstW - 1) * stride + kw - srcW - padding }
+
+    var srcShape: [Int] { [batch, srcH, srcW, srcC] }
+    var dstShape: [Int] { [batch, dstH, dstW, dstC] }
+    var weightShape: [Int] { [dstC, srcC, kh, kw] }
+    /// Multiply-adds × 2 of any one of the three passes.
+    var flops: Double { 2 * Double(batch * dstH * dstW) * Double(dstC * srcC * kh * kw) }
+
+    var description: String {
+        "\(batch)×\(srcH)×\(srcW)×\(srcC) → \(dstH)×\(dstW)×\(dstC), k\(kh)×\(kw) s\(stride) p\(padding)"
+    }
+
+    /// The convolution of `input` `[N, H, W, Cin]` with `weight` `[Cout, Cin, kh, kw]`.
+    static func conv(input x: [Int], weight w: [Int], stride: Int, padding: Int) -> ConvGeometry {
+        precondition(x.count == 4, "conv2d: input must be [N, H, W, C], got \(x)")
+        precondition(w.count == 4, "conv2d: weight must be [O, I, kh, kw], got \(w)")
+        precondition(w[1] == x[3], "conv2d: weight \(w) expects \(w[1]) input channels, input \(x) has \(x[3])")
+        precondition(stride >= 1 && padding >= 0, "conv2d: stride \(stride) and padding \(padding) invalid")
+        let oh = (x[1] + 2 * padding - w[2]) / stride + 1, ow = (x[2] + 2 * padding - w[3]) / stride + 1
+        precondition(x[1] + 2 * padding >= w[2] && x[2] + 2 * padding >= w[3],
+                     "conv2d: kernel \(w[2])×\(w[3]) larger than padded input \(x[1])×\(x[2]) (padding \(padding))")
+        return ConvGeometry(batch: x[0], srcH: x[1], srcW: x[2], srcC: x[3], dstH: oh, dstW: ow, dstC: w[0],
+                            kh: w[2], kw: w[3], stride: stride, padding: padding)
+    }
+
+    /// The convolution whose backward-data pass is the transposed convolution of `input`
+    /// `[N, H, W, Cin]` with `weight` `[Cin, Cout, kh, kw]` (PyTorch's output size).
+    static func transposed(input x: [Int], weight w: [Int], stride: Int, padding: Int, outputPadding: Int) -> ConvGeometry {
+        precondition(x.count == 4, "convTranspose2d: input must be [N, H, W, C], got \(x)")
+        precondition(w.count == 4, "convTranspose2d: weight must be [I, O, kh, kw], got \(w)")
+        precondition(w[0] == x[3], "convTranspose2d: weight \(w) expects \(w[0]) input channels, input \(x) has \(x[3])")
+        precondition(stride >= 1 && padding >= 0, "convTranspose2d: stride \(stride) and padding \(padding) invalid")
+        precondition(outputPadding >= 0 && outputPadding < stride,
+                     "convTranspose2d: outputPadding \(outputPadding) must be in 0..<stride (\(stride))")
+        let oh = (x[1] - 1) * stride - 2 * padding + w[2] + outputPadding
+        let ow = (x[2] - 1) * stride - 2 * padding + w[3] + outputPadding
+        precondition(oh >= 1 && ow >= 1, "convTranspose2d: output \(oh)×\(ow) is empty for input \(x), weight \(w), padding \(padding)")
+        return ConvGeometry(batch: x[0], srcH: oh, srcW: ow, srcC: w[1], dstH: x[1], dstW: x[2], dstC: x[3],
+                            kh: w[2], kw: w[3], stride: stride, padding: padding)
+    }
+}
+
+/// The three passes of a convolution.
+enum ConvPass: Hashable {
+    /// src, weights (+ bias) → dst.
+    case forward
+    /// diff_dst, weights → diff_src.
+    case backwardData
+    /// src, diff_dst → diff_weights (+ diff_bias).
+    case backwardWeights
+}
+
+/// A cached convolution primitive and, when oneDNN prefers another weights layout than
+/// PyTorch's oihw, the reorder between the two.
+final class ConvPrimitive {
+    let main: DNNLPrimitive
+    /// oihw → chosen layout (forward, backward-data) or chosen → oihw (backward-weights);
+    /// nil when the layouts agree.
+    let weightsReorder: DNNLPrimitive?
+
+    private struct Key: Hashable { var geometry: ConvGeometry; var pass: ConvPass; var bias: Bool; var threads: Int }
+
+    /// The primitive for `pass` of `g` (with bias or diff_bias when `bias`), created on first
+    /// use. Backward-weights primitives are single-threaded: oneDNN splits their reduction
+    /// over images and pixels by thread count, so `backwardWeights` parallelises over fixed
+    /// batch chunks itself and the result never depends on the thread count.
+    static func get(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool) -> ConvPrimitive {
+        let threads = pass == .backwardWeights ? 1 : DNNL.maxThreads
+        return DNNL.cached(Key(geometry: g, pass: pass, bias: bias, threads: threads)) {
+            DNNL.withThreads(threads) { ConvPrimitive(g, pass, bias: bias) }
+        }
+    }
+
+    private init(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool) {
+        var src = DNNL.memoryDesc([g.batch, g.srcC, g.srcH, g.srcW], dnnl_nhwc)
+        var dst = DNNL.memoryDesc([g.batch, g.dstC, g.dstH, g.dstW], dnnl_nhwc)
+        var weights = DNNL.memoryDesc(g.weightShape, dnnl_format_tag_any)
+        let biasMD = UnsafeMutablePointer<dnnl_memory_desc_t>.allocate(capacity: 1)
+        biasMD.initialize(to: DNNL.memoryDesc([g.dstC], dnnl_x))
+        defer { biasMD.deallocate() }
+        var user = DNNL.memoryDesc(g.weightShape, dnnl_oihw)
+        let strides: [dnnl_dim_t] = [dnnl_dim_t(g.stride), dnnl_dim_t(g.stride)]
+        let padL: [dnnl_dim_t] = [dnnl_dim_t(g.padding), dnnl_dim_t(g.padding)]
+        let padR: [dnnl_dim_t] = [dnnl_dim_t(g.padBottom), dnnl_dim_t(g.padRight)]
+        let what = "convolution \(pass) \(g)\(bias ? " with bias" : "")"
+        let attr = DNNL.makeAttr()
+        defer { dnnl_primitive_attr_destroy(attr) }
+
+        // The forward descriptor is the primitive itself or the backward passes' hint.
+        func forwardDesc(bias: Bool) -> dnnl_primitive_desc_t {
+            var cd = dnnl_convolution_desc_t()
+            DNNL.check(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
+                                                          &src, &weights, bias ? UnsafePointer(biasMD) : nil, &dst,
+                                                          strides, padL, padR), "describing \(what)")
+            var pd: dnnl_primitive_desc_t?
+            DNNL.check(dnnl_primitive_desc_create(&pd, &cd, attr, DNNL.engine, nil), "choosing an implementation of \(what)")
+            return pd!
+        }
+
+        var cd = dnnl_convolution_desc_t()
+        var pd: dnnl_primitive_desc_t?
+        let weightsQuery: dnnl_query_t
+        switch pass {
+        case .forward:
+            pd = forwardDesc(bias: bias)
+            weightsQuery = dnnl_query_weights_md
+        case .backwardData:
+            let hint = forwardDesc(bias: false)
+            defer { dnnl_primitive_desc_destroy(hint) }
+            DNNL.check(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src, &weights, &dst,
+                                                                strides, padL, padR), "describing \(what)")
+            DNNL.check(dnnl_primitive_desc_create(&pd, &cd, attr, DNNL.engine, hint), "choosing an implementation of \(what)")
+            weightsQuery = dnnl_query_weights_md
+        case .backwardWeights:
+            let hint = forwardDesc(bias: bias)
+            defer { dnnl_primitive_desc_destroy(hint) }
+            DNNL.check(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src, &weights,
+                                                                   bias ? UnsafePointer(biasMD) : nil, &dst, strides, padL, padR),
+                       "describing \(what)")
+            DNNL.check(dnnl_primitive_desc_create(&pd, &cd, attr, DNNL.engine, hint), "choosing an implementation of \(what)")
+            weightsQuery = dnnl_query_diff_weights_md
+        }
+        main = DNNLPrimitive(desc: pd!, what: what)
+        let chosen = dnnl_primitive_desc_query_md(pd, weightsQuery, 0)!
+        if dnnl_memory_desc_equal(chosen, &user) != 0 {
+            weightsReorder = nil
+        } else if pass == .backwardWeights {
+            weightsReorder = withUnsafePointer(to: &user) { DNNLPrimitive(reorderFrom: chosen, to: $0) }
+        } else {
+            weightsReorder = withUnsafePointer(to: &user) { DNNLPrimitive(reorderFrom: $0, to: chosen) }
+        }
+    }
+
+    /// Runs the pass. `weights` is read (forward, backward-data) or written (backward-weights)
+    /// in oihw; the chosen layout lives in a pooled buffer around the call.
+    private func run(weightsArg: Int32, weights: UnsafeMutablePointer<Float>, _ args: [(Int32, UnsafeMutableRawPointer)]) {
+        guard let reorder = weightsReorder else {
+            main.execute(args + [(weightsArg, UnsafeMutableRawPointer(weights))])
+            return
+        }
+        let chosen = Storage(count: (main.bytes(weightsArg) + 3) / 4)
+        let from = loom_dnnl_arg_from(), to = loom_dnnl_arg_to()
+        if weightsArg == loom_dnnl_arg_diff_weights() {
+            main.execute(args + [(weightsArg, UnsafeMutableRawPointer(chosen.data))])
+            reorder.execute([(from, UnsafeMutableRawPointer(chosen.data)), (to, UnsafeMutableRawPointer(weights))])
+        } else {
+            reorder.execute([(from, UnsafeMutableRawPointer(weights)), (to, UnsafeMutableRawPointer(chosen.data))])
+            main.execute(args + [(weightsArg, UnsafeMutableRawPointer(chosen.data))])
+        }
+    }
+
+    // The raw passes below are off the tape; `Conv.swift` records them.
+
+    /// dst = conv(src, W) (+ bias).
+    static func forward(_ g: ConvGeometry, src: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        let out = Tensor(uninitialized: g.dstShape)
+        var args: [(Int32, UnsafeMutableRawPointer)] = [(loom_dnnl_arg_src(), UnsafeMutableRawPointer(src.data)),
+                                                        (loom_dnnl_arg_dst(), UnsafeMutableRawPointer(out.data))]
+        if let bias { args.append((loom_dnnl_arg_bias(), UnsafeMutableRawPointer(bias.data))) }
+        get(g, .forward, bias: bias != nil).run(weightsArg: loom_dnnl_arg_weights(), weights: weight.data, args)
+        return out
+    }
+
+    /// diff_src = convᵀ(diff_dst, W), the adjoint of `forward` in src.
+    static func backwardData(_ g: ConvGeometry, diffDst: Tensor, weight: Tensor) -> Tensor {
+        let out = Tensor(uninitialized: g.srcShape)
+        get(g, .backwardData, bias: false).run(weightsArg: loom_dnnl_arg_weights(), weights: weight.data, [
+            (loom_dnnl_arg_diff_dst(), UnsafeMutableRawPointer(diffDst.data)),
+            (loom_dnnl_arg_diff_src(), UnsafeMutableRawPointer(out.data)),
+        ])
+        return out
+    }
+
+    /// Images per backward-weights chunk. The chunks are summed in a fixed order, so the
+    /// result depends on the batch size only; large enough that each chunk runs near peak.
+    static let weightChunkImages = 16
+
+    /// diff_W (and diff_bias = diff_dst summed over N, H, W when `withBias`), the adjoint
+    /// of `forward` in W: one single-threaded primitive per chunk of images, chunks spread
+    /// over `Parallel.threads`, partial results added in chunk order.
+    static func backwardWeights(_ g: ConvGeometry, src: Tensor, diffDst: Tensor, withBias: Bool) -> (Tensor, Tensor?) {
+        let per = weightChunkImages, chunks = (g.batch + per - 1) / per
+        let wCount = g.weightShape.reduce(1, *), bCount = withBias ? g.dstC : 0
+        let srcImage = g.srcH * g.srcW * g.srcC, dstImage = g.dstH * g.dstW * g.dstC
+        // Chunk 0 writes the results, the others their own slot of `partial` (weights, then bias).
+        let dW = Tensor(uninitialized: g.weightShape)
+        let db = withBias ? Tensor(uninitialized: [g.dstC]) : nil
+        let partial = chunks > 1 ? Storage(count: (chunks - 1) * (wCount + bCount)) : nil
+        let ps = src.data, pg = diffDst.data, pw = dW.data, pb = db?.data, pp = partial?.data
+        Parallel.forRange(chunks, grain: 1) { range in
+            for k in range {
+                var cg = g
+                cg.batch = min(per, g.batch - k * per)
+                let w = k == 0 ? pw : pp! + (k - 1) * (wCount + bCount)
+                var args: [(Int32, UnsafeMutableRawPointer)] = [
+                    (loom_dnnl_arg_src(), UnsafeMutableRawPointer(ps + k * per * srcImage)),
+                    (loom_dnnl_arg_diff_dst(), UnsafeMutableRawPointer(pg + k * per * dstImage)),
+                ]
+                if withBias {
+                    args.append((loom_dnnl_arg_diff_bias(), UnsafeMutableRawPointer(k == 0 ? pb! : w + wCount)))
+                }
+                get(cg, .backwardWeights, bias: withBias).run(weightsArg: loom_dnnl_arg_diff_weights(), weights: w, args)
+            }
+        }
+        for k in 1..<max(chunks, 1) {
+            let part = pp! + (k - 1) * (wCount + bCount)
+            for i in 0..<wCount { pw[i] += part[i] }
+            if let pb { for i in 0..<bCount { pb[i] += part[wCount + i] } }
+        }
+        return (dW, db)
+    }
+}

@@ -1,0 +1,220 @@
+import Testing
+import LoomTensor
+
+/// Direct-loop references (double precision) written from the PyTorch definitions; every
+/// pass is derived from one enumeration of the terms x·W that make up each output.
+enum NaiveConv {
+    /// Calls `term(xIndex, wIndex, yIndex)` for every product x[xIndex]·W[wIndex] that
+    /// conv2d adds into y[yIndex]: y[n, oh, ow, o] += x[n, oh·s − p + i, ow·s − p + j, c]·W[o, c, i, j].
+    static func convTerms(x: [Int], w: [Int], y: [Int], stride s: Int, padding p: Int,
+                          _ term: (Int, Int, Int) -> Void) {
+        let (n, h, wd, ci) = (x[0], x[1], x[2], x[3]), (co, kh, kw) = (w[0], w[2], w[3])
+        for b in 0..<n { for oh in 0..<y[1] { for ow in 0..<y[2] { for o in 0..<co {
+            for i in 0..<kh { for j in 0..<kw {
+                let ih = oh * s - p + i, iw = ow * s - p + j
+                guard ih >= 0, ih < h, iw >= 0, iw < wd else { continue }
+                for c in 0..<ci {
+                    term(((b * h + ih) * wd + iw) * ci + c, ((o * ci + c) * kh + i) * kw + j,
+                         ((b * y[1] + oh) * y[2] + ow) * co + o)
+                }
+            } }
+        } } } }
+    }
+
+    /// The same for conv_transpose2d (scatter form):
+    /// y[n, ih·s − p + i, iw·s − p + j, o] += x[n, ih, iw, c]·W[c, o, i, j].
+    static func transposedTerms(x: [Int], w: [Int], y: [Int], stride s: Int, padding p: Int,
+                                _ term: (Int, Int, Int) -> Void) {
+        let (n, h, wd, ci) = (x[0], x[1], x[2], x[3]), (co, kh, kw) = (w[1], w[2], w[3])
+        for b in 0..<n { for ih in 0..<h { for iw in 0..<wd { for c in 0..<ci {
+            for i in 0..<kh { for j in 0..<kw {
+                let oh = ih * s - p + i, ow = iw * s - p + j
+                guard oh >= 0, oh < y[1], ow >= 0, ow < y[2] else { continue }
+                for o in 0..<co {
+                    term(((b * h + ih) * wd + iw) * ci + c, ((c * co + o) * kh + i) * kw + j,
+                         ((b * y[1] + oh) * y[2] + ow) * co + o)
+                }
+            } }
+        } } } }
+    }
+
+    /// Forward, dx, dW and db for output gradient `g`, from the term enumeration.
+    static func passes(x: Tensor, w: Tensor, bias: Tensor?, g: Tensor, yShape: [Int],
+                       terms: ((Int, Int, Int) -> Void) -> Void) -> (y: [Double], dx: [Double], dW: [Double], db: [Double]) {
+        let c = yShape[3]
+        var y = [Double](repeating: 0, count: yShape.reduce(1, *))
+        var dx = [Double](repeating: 0, count: x.count), dW = [Double](repeating: 0, count: w.count)
+        var db = [Double](repeating: 0, count: c)
+        let xv = x.array.map(Double.init), wv = w.array.map(Double.init), gv = g.array.map(Double.init)
+        terms { xi, wi, yi in
+            y[yi] += xv[xi] * wv[wi]
+            dx[xi] += gv[yi] * wv[wi]
+            dW[wi] += xv[xi] * gv[yi]
+        }
+        for i in 0..<y.count {
+            if let bias { y[i] += Double(bias.data[i % c]) }
+            db[i % c] += gv[i]
+        }
+        return (y, dx, dW, db)
+    }
+
+    /// Largest |got − want| relative to max(1, max |want|).
+    static func error(_ got: Tensor, _ want: [Double]) -> Double {
+        precondition(got.count == want.count, "\(got.shape) vs \(want.count) values")
+        let scale = max(1, want.map(abs).max() ?? 0)
+        return zip(got.array, want).map { abs(Double($0) - $1) }.max()! / scale
+    }
+}
+
+/// One test configuration: input shape, output channels, kernel, stride, padding (and
+/// output padding for transposed convolutions), with or without bias.
+struct ConvCase: CustomStringConvertible, Sendable {
+    var x: [Int], cout: Int, k: Int, stride: Int, padding: Int, outputPadding = 0, bias = true
+    var description: String { "x\(x) cout \(cout) k\(k) s\(stride) p\(padding) op\(outputPadding)\(bias ? "" : " nobias")" }
+}
+
+@Suite struct ConvTests {
+    static let convCases: [ConvCase] = [
+        ConvCase(x: [2, 5, 7, 3], cout: 4, k: 3, stride: 1, padding: 1),
+        ConvCase(x: [2, 8, 6, 3], cout: 5, k: 3, stride: 2, padding: 1),
+        ConvCase(x: [2, 6, 5, 4], cout: 3, k: 1, stride: 2, padding: 0, bias: false),  // right padding −1
+        ConvCase(x: [2, 7, 6, 2], cout: 3, k: 4, stride: 2, padding: 1),
+        ConvCase(x: [2, 6, 9, 3], cout: 2, k: 3, stride: 2, padding: 0),               // right padding −1
+        ConvCase(x: [2, 5, 5, 3], cout: 8, k: 4, stride: 1, padding: 0),
+        ConvCase(x: [2, 4, 6, 16], cout: 32, k: 3, stride: 1, padding: 1),             // blocked weights
+        ConvCase(x: [2, 8, 8, 64], cout: 48, k: 1, stride: 1, padding: 0, bias: false),
+        ConvCase(x: [37, 4, 3, 5], cout: 6, k: 3, stride: 1, padding: 1),              // 3 weight-gradient chunks
+    ]
+
+    static let transposedCases: [ConvCase] = [
+        ConvCase(x: [2, 4, 5, 3], cout: 2, k: 4, stride: 2, padding: 1),
+        ConvCase(x: [2, 3, 3, 4], cout: 3, k: 3, stride: 2, padding: 1, outputPadding: 1),
+        ConvCase(x: [2, 5, 4, 3], cout: 4, k: 3, stride: 1, padding: 1, bias: false),
+        ConvCase(x: [2, 3, 4, 2], cout: 3, k: 1, stride: 2, padding: 0, outputPadding: 1),  // right padding −1
+        ConvCase(x: [2, 1, 1, 8], cout: 4, k: 4, stride: 1, padding: 0),                    // DCGAN's z → 4×4
+        ConvCase(x: [2, 4, 3, 16], cout: 32, k: 4, stride: 2, padding: 1),                  // blocked weights
+        ConvCase(x: [2, 3, 5, 3], cout: 2, k: 3, stride: 2, padding: 0),
+        ConvCase(x: [20, 2, 3, 4], cout: 3, k: 4, stride: 2, padding: 1),                   // 2 weight-gradient chunks
+    ]
+
+    /// Random x, W, b and output gradient for `c`; W is `wShape`.
+    static func operands(_ c: ConvCase, wShape: [Int], yShape: [Int]) -> (Tensor, Tensor, Tensor?, Tensor) {
+        var s = RandomStream(key: 5)
+        let x = Tensor.uniform(c.x, low: -1, high: 1, stream: &s)
+        let w = Tensor.uniform(wShape, low: -1, high: 1, stream: &s)
+        let b = c.bias ? Tensor.uniform([c.cout], low: -1, high: 1, stream: &s) : nil
+        let g = Tensor.uniform(yShape, low: -1, high: 1, stream: &s)
+        for t in [x, w] + (b.map { [$0] } ?? []) { t.requiresGrad = true }
+        return (x, w, b, g)
+    }
+
+    /// Checks the forward values and the three gradients, with and without `createGraph`
+    /// (the fused first-order path and the composite one).
+    static func checkPasses(_ c: ConvCase, wShape: [Int], yShape: [Int], op: (Tensor, Tensor, Tensor?) -> Tensor,
+                            terms: ((Int, Int, Int) -> Void) -> Void) {
+        let (x, w, b, g) = operands(c, wShape: wShape, yShape: yShape)
+        let want = NaiveConv.passes(x: x, w: w, bias: b, g: g, yShape: yShape, terms: terms)
+        for createGraph in [false, true] {
+            let y = op(x, w, b)
+            #expect(y.shape == yShape, "\(c)")
+            #expect(NaiveConv.error(y, want.y) < 1e-5, "forward \(c)")
+            let grads = grad(of: y, wrt: [x, w] + (b.map { [$0] } ?? []), gradOutput: g, createGraph: createGraph)
+            #expect(NaiveConv.error(grads[0], want.dx) < 1e-5, "backward-data \(c) createGraph \(createGraph)")
+            #expect(NaiveConv.error(grads[1], want.dW) < 1e-5, "backward-weights \(c) createGraph \(createGraph)")
+            if b != nil { #expect(NaiveConv.error(grads[2], want.db) < 1e-5, "bias \(c) createGraph \(createGraph)") }
+        }
+    }
+
+    @Test(arguments: convCases) func conv2dPassesMatchDirectLoops(c: ConvCase) {
+        let wShape = [c.cout, c.x[3], c.k, c.k]
+        let yShape = [c.x[0], (c.x[1] + 2 * c.padding - c.k) / c.stride + 1,
+                      (c.x[2] + 2 * c.padding - c.k) / c.stride + 1, c.cout]
+        Self.checkPasses(c, wShape: wShape, yShape: yShape,
+                         op: { conv2d($0, weight: $1, bias: $2, stride: c.stride, padding: c.padding) },
+                         terms: { NaiveConv.convTerms(x: c.x, w: wShape, y: yShape, stride: c.stride, padding: c.padding, $0) })
+    }
+
+    @Test(arguments: transposedCases) func convTranspose2dPassesMatchDirectLoops(c: ConvCase) {
+        let wShape = [c.x[3], c.cout, c.k, c.k]
+        let yShape = [c.x[0], (c.x[1] - 1) * c.stride - 2 * c.padding + c.k + c.outputPadding,
+                      (c.x[2] - 1) * c.stride - 2 * c.padding + c.k + c.outputPadding, c.cout]
+        Self.checkPasses(c, wShape: wShape, yShape: yShape,
+                         op: { convTranspose2d($0, weight: $1, bias: $2, stride: c.stride, padding: c.padding,
+                                               outputPadding: c.outputPadding) },
+                         terms: { NaiveConv.transposedTerms(x: c.x, w: wShape, y: yShape, stride: c.stride,
+                                                            padding: c.padding, $0) })
+    }
+
+    @Test func conv2dFiniteDifferences() {
+        let xs = GradCheck.inputs([[2, 5, 4, 3], [4, 3, 3, 3], [4]])
+        #expect(GradCheck.maxError(xs) { conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 1) } < 1e-2)
+        #expect(GradCheck.maxError(xs) { conv2d($0[0], weight: $0[1], bias: $0[2]) } < 1e-2)
+    }
+
+    @Test func convTranspose2dFiniteDifferences() {
+        let xs = GradCheck.inputs([[2, 3, 2, 3], [3, 4, 4, 4], [4]])
+        #expect(GradCheck.maxError(xs) {
+            convTranspose2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 1)
+        } < 1e-2)
+        #expect(GradCheck.maxError(xs) {
+            convTranspose2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 0, outputPadding: 1)
+        } < 1e-2)
+    }
+
+    /// y² makes the first-order gradient depend on every input, so grad-of-grad runs through
+    /// the backward of all three passes; each ordering puts another input first (the one
+    /// GradCheck differentiates before the second order).
+    @Test func conv2dSecondOrder() {
+        let shapes = [[2, 4, 5, 3], [4, 3, 3, 3], [4]]
+        let f = { (x: Tensor, w: Tensor, b: Tensor) -> Tensor in
+            let y = conv2d(x, weight: w, bias: b, stride: 2, padding: 1)
+            return y * y
+        }
+        for order in [[0, 1, 2], [1, 0, 2], [2, 0, 1]] {
+            let xs = GradCheck.inputs(order.map { shapes[$0] }, low: -0.5, high: 0.5)
+            let error = GradCheck.maxSecondOrderError(xs) { t in
+                var byRole = [Tensor](repeating: t[0], count: 3)
+                for (i, role) in order.enumerated() { byRole[role] = t[i] }
+                return f(byRole[0], byRole[1], byRole[2])
+            }
+            #expect(error < 2e-2, "order \(order)")
+        }
+    }
+
+    @Test func convTranspose2dSecondOrder() {
+        let shapes = [[2, 3, 2, 3], [3, 2, 4, 4], [2]]
+        let f = { (x: Tensor, w: Tensor, b: Tensor) -> Tensor in
+            let y = convTranspose2d(x, weight: w, bias: b, stride: 2, padding: 1)
+            return y * y
+        }
+        for order in [[0, 1, 2], [1, 0, 2], [2, 0, 1]] {
+            let xs = GradCheck.inputs(order.map { shapes[$0] }, low: -0.5, high: 0.5)
+            let error = GradCheck.maxSecondOrderError(xs) { t in
+                var byRole = [Tensor](repeating: t[0], count: 3)
+                for (i, role) in order.enumerated() { byRole[role] = t[i] }
+                return f(byRole[0], byRole[1], byRole[2])
+            }
+            #expect(error < 2e-2, "order \(order)")
+        }
+    }
+
+    /// Gradient penalty shape (WGAN-GP): ‖∂D/∂x‖² differentiated w.r.t. the weights, against
+    /// a closed form. For D(x) = ⟨conv(x, W), w⟩ the input gradient is D(w, W) = convᵀ(w, W),
+    /// linear in W, so ∂/∂W ‖convᵀ(w, W)‖² = 2·T(convᵀ(w, W), w); T is checked above.
+    @Test func gradientPenaltyMatchesClosedForm() {
+        let xs = GradCheck.inputs([[2, 6, 6, 3], [5, 3, 3, 3]])
+        let (x, w) = (xs[0], xs[1])
+        var s = RandomStream(key: 11)
+        let outW = Tensor.uniform([2, 3, 3, 5], low: -1, high: 1, stream: &s)
+        let dx = grad(of: (conv2d(x, weight: w, bias: nil, stride: 2, padding: 1) * outW).sum(), wrt: [x], createGraph: true)[0]
+        let penalty = (dx * dx).sum()
+        let dW = grad(of: penalty, wrt: [w])[0]
+        // Closed form through the public API: dx is the input gradient; 2·T(dx, outW) is the
+        // weight gradient of ⟨conv(x', W), outW⟩ at x' = 2·dx.
+        let x2 = (2 * dx.copy())
+        x2.requiresGrad = true
+        let want = grad(of: (conv2d(x2, weight: w, bias: nil, stride: 2, padding: 1) * outW).sum(), wrt: [w])[0]
+        let scale = max(1, want.array.map(abs).max()!)
+        #expect(zip(dW.array, want.array).map { abs($0 - $1) }.max()! / scale < 1e-5)
+    }
+}
