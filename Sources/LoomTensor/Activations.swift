@@ -5,7 +5,10 @@
 /// Which GELU formula to use: exact x·Φ(x), or the tanh approximation of GPT-2 / PyTorch's
 /// `approximate="tanh"`.
 public enum GELUApproximation: Sendable {
-    case none, tanh
+    /// x·Φ(x) with Φ from a vectorised erf.
+    case none
+    /// 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))), cheaper and what some checkpoints expect.
+    case tanh
 }
 
 /// 1/√2, √(2/π), 1/√(2π) and the cubic coefficient of the tanh GELU.

@@ -155,6 +155,22 @@ func sumMiddleAxis(_ x: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer
 func argmaxAlongAxis(_ x: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                      _ idx: UnsafeMutablePointer<Int32>, _ l: AxisLayout) {
     let len = l.length, inner = l.inner
+    if inner == 1 {
+        // Rows are contiguous: keep the running best in registers.
+        Parallel.forRange(l.outer, grain: Swift.max(1, (1 << 14) / len)) { range in
+            for o in range {
+                let row = x + o * len
+                var b = row[0], at = 0
+                for k in 1..<len {
+                    let v = row[k]
+                    if v > b || (v.isNaN && !b.isNaN) { b = v; at = k }
+                }
+                out[o] = b
+                idx[o] = Int32(at)
+            }
+        }
+        return
+    }
     Parallel.forRange(l.outer * inner, grain: Swift.max(16, (1 << 14) / len)) { range in
         forEachRowPiece(range, inner: inner) { o, j0, j1 in
             let best = out + o * inner, at = idx + o * inner

@@ -142,7 +142,8 @@ extension Tensor {
         let lo = min ?? -.infinity, hi = max ?? .infinity
         precondition(lo <= hi, "clamped: min \(lo) > max \(hi)")
         let vlo = Float16x(repeating: lo), vhi = Float16x(repeating: hi)
-        let out = mapSIMD(self) { $0.clamped(lowerBound: vlo, upperBound: vhi) }
+        // Masks, not SIMD `clamped`, which compiles to slow generic code.
+        let out = mapSIMD(self) { $0.replacing(with: vlo, where: $0 .< vlo).replacing(with: vhi, where: $0 .> vhi) }
         return out.recorded("clamp", [self]) { g, _ in
             [gradTimesStep(g, self) { x in Float16x(repeating: 0).replacing(with: 1, where: (x .>= vlo) .& (x .<= vhi)) }]
         }

@@ -76,6 +76,16 @@ enum KinkFree {
         #expect(Tensor([.nan], shape: [1]).erf().array[0].isNaN)
     }
 
+    @Test func expEdgesAfterMaskedClamp() {
+        // simdExp clamps with masks and rounds with the 1.5·2^23 trick: check the ends.
+        let y = Tensor([-200, -87, -0.3466, 0.3466, 88, .nan, 1e-8], shape: [7]).exp().array
+        #expect(y[0] >= 0 && y[0] < 1.2e-38)
+        for (i, x) in [(1, -87.0), (2, -0.3466), (3, 0.3466), (4, 88.0), (6, 1e-8)] {
+            #expect(Swift.abs(Double(y[i]) / Foundation.exp(x) - 1) < 1e-6, "exp(\(x))")
+        }
+        #expect(y[5].isNaN)
+    }
+
     @Test func geluClosedForms() {
         let zero = Tensor([0], shape: [1])
         #expect(zero.gelu().item == 0)
