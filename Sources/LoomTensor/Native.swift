@@ -52,12 +52,7 @@ enum NativeThreads {
     static func set(_ n: Int) {
         openblas_set_num_threads(Int32(n))
         // oneDNN runs on libgomp, which libdnnl loads; look it up instead of linking it.
-        #if os(Linux)
-        let rtldDefault: UnsafeMutableRawPointer? = nil  // glibc's RTLD_DEFAULT is 0; -2 crashes dlsym
-        #else
-        let rtldDefault = UnsafeMutableRawPointer(bitPattern: -2)  // Darwin's RTLD_DEFAULT
-        #endif
-        if let sym = dlsym(rtldDefault, "omp_set_num_threads") {
+        if let sym = dlsym(dlopen(nil, RTLD_NOW), "omp_set_num_threads") {
             unsafeBitCast(sym, to: SetThreads.self)(Int32(n))
         }
     }
