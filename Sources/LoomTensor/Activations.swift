@@ -12,16 +12,16 @@ public enum GELUApproximation: Sendable {
 }
 
 /// 1/√2, √(2/π), 1/√(2π) and the cubic coefficient of the tanh GELU.
-private let sqrtHalf: Float = 0.707_106_781_186_547_5
-private let sqrtTwoOverPi: Float = 0.797_884_560_802_865_4
-private let invSqrtTwoPi: Float = 0.398_942_280_401_432_7
-private let geluCubic: Float = 0.044_715
+let geluSqrtHalf: Float = 0.707_106_781_186_547_5
+let geluSqrtTwoOverPi: Float = 0.797_884_560_802_865_4
+let geluInvSqrtTwoPi: Float = 0.398_942_280_401_432_7
+let geluCubic: Float = 0.044_715
 
 /// d/dx x·Φ(x) = Φ(x) + x·φ(x) per lane.
 @inline(__always)
 func geluExactDerivative(_ x: Float16x) -> Float16x {
-    let cdf = 0.5 * (1 + simdErf(x * sqrtHalf))
-    let pdf = simdExp(-0.5 * x * x) * invSqrtTwoPi
+    let cdf = 0.5 * (1 + simdErf(x * geluSqrtHalf))
+    let pdf = simdExp(-0.5 * x * x) * geluInvSqrtTwoPi
     return cdf + x * pdf
 }
 
@@ -29,8 +29,8 @@ func geluExactDerivative(_ x: Float16x) -> Float16x {
 @inline(__always)
 func geluTanhDerivative(_ x: Float16x) -> Float16x {
     let x2 = x * x
-    let t = simdTanh(sqrtTwoOverPi * x * (1 + geluCubic * x2))
-    let du = sqrtTwoOverPi * (1 + (3 * geluCubic) * x2)
+    let t = simdTanh(geluSqrtTwoOverPi * x * (1 + geluCubic * x2))
+    let du = geluSqrtTwoOverPi * (1 + (3 * geluCubic) * x2)
     let half = 0.5 * x * (1 - t * t)
     return 0.5 * (1 + t) + half * du
 }
@@ -56,25 +56,25 @@ extension Tensor {
     public func gelu(approximate: GELUApproximation = .none) -> Tensor {
         switch approximate {
         case .none:
-            let out = mapSIMD(self) { x in 0.5 * x * (1 + simdErf(x * sqrtHalf)) }
+            let out = mapLanes(self, GELULanes())
             return out.recorded("gelu", [self]) { g, _ in
                 if GradMode.isEnabled {
-                    let cdf = ((self * sqrtHalf).erf() + 1) * 0.5
-                    let pdf = (self * self * -0.5).exp() * invSqrtTwoPi
+                    let cdf = ((self * geluSqrtHalf).erf() + 1) * 0.5
+                    let pdf = (self * self * -0.5).exp() * geluInvSqrtTwoPi
                     return [g * (cdf + self * pdf)]
                 }
-                return [mapSIMD(g, self) { g, x in g * geluExactDerivative(x) }]
+                return [mapLanes(g, self, GELUGradLanes())]
             }
         case .tanh:
-            let out = mapSIMD(self) { x in 0.5 * x * (1 + simdTanh(sqrtTwoOverPi * x * (1 + geluCubic * x * x))) }
+            let out = mapLanes(self, GELUTanhLanes())
             return out.recorded("gelu_tanh", [self]) { g, _ in
                 if GradMode.isEnabled {
                     let x2 = self * self
-                    let t = ((x2 * geluCubic + 1) * self * sqrtTwoOverPi).tanh()
-                    let d = (t + 1) * 0.5 + self * (1 - t * t) * (x2 * (3 * geluCubic) + 1) * (0.5 * sqrtTwoOverPi)
+                    let t = ((x2 * geluCubic + 1) * self * geluSqrtTwoOverPi).tanh()
+                    let d = (t + 1) * 0.5 + self * (1 - t * t) * (x2 * (3 * geluCubic) + 1) * (0.5 * geluSqrtTwoOverPi)
                     return [g * d]
                 }
-                return [mapSIMD(g, self) { g, x in g * geluTanhDerivative(x) }]
+                return [mapLanes(g, self, GELUTanhGradLanes())]
             }
         }
     }

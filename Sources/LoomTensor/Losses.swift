@@ -127,9 +127,7 @@ public func l1Loss(_ prediction: Tensor, _ target: Tensor, reduction: Reduction 
 public func bceWithLogitsLoss(_ logits: Tensor, _ targets: Tensor, reduction: Reduction = .mean) -> Tensor {
     checkShapes("bceWithLogitsLoss", logits, targets)
     let n = logits.count
-    let elems = mapSIMD(logits, targets) { x, t in
-        x.replacing(with: 0, where: x .< 0) - x * t + simdLog1pUnit(simdExp(-simdAbs(x)))
-    }
+    let elems = mapLanes(logits, targets, BCELanes())
     return reduceLoss(elems, reduction).recorded("bce_with_logits", [logits, targets]) { g, needs in
         // ∂/∂x = σ(x) - t, ∂/∂t = -x.
         if GradMode.isEnabled {
@@ -137,7 +135,7 @@ public func bceWithLogitsLoss(_ logits: Tensor, _ targets: Tensor, reduction: Re
             return [needs[0] ? (logits.sigmoid() - targets) * w : nil, needs[1] ? -(logits * w) : nil]
         }
         if let s = elementScale(g, reduction, n) {
-            return [needs[0] ? mapSIMD(logits, targets) { (simdSigmoid($0) - $1) * s } : nil,
+            return [needs[0] ? mapLanes(logits, targets, BCEGradLanes(s: s)) : nil,
                     needs[1] ? mapSIMD(logits) { $0 * -s } : nil]
         }
         return [needs[0] ? mapSIMD(logits, targets, g) { (simdSigmoid($0) - $1) * $2 } : nil,

@@ -151,11 +151,10 @@ extension Tensor {
 
     /// The error function erf(x) elementwise (exact GELU, normal CDFs).
     public func erf() -> Tensor {
-        let out = mapSIMD(self, simdErf)
+        let out = mapLanes(self, ErfLanes())
         return out.recorded("erf", [self]) { g, _ in
-            let c: Float = 1.128_379_167_095_512_6  // 2/√π
-            if GradMode.isEnabled { return [g * ((self * self * -1).exp() * c)] }
-            return [mapSIMD(g, self) { g, x in g * c * simdExp(-x * x) }]
+            if GradMode.isEnabled { return [g * ((self * self * -1).exp() * 1.128_379_167_095_512_6)] }  // 2/√π
+            return [mapLanes(g, self, ErfGradLanes())]
         }
     }
 }
