@@ -56,7 +56,7 @@ extension Tensor {
             broadcastStrides(self.shape, rank: shape.count, outShape: shape),
         ])
         let n = rows.innerCount, s = rows.innerStride(1), po = out.data, pi = data
-        Parallel.forRange(rows.rowCount, grain: max(1, (1 << 14) / n)) { range in
+        Parallel.forRange(rows.rowCount, grain: Swift.max(1, (1 << 14) / n)) { range in
             for row in range {
                 let off = rows.offsets(ofRow: row)
                 let o = po + off[0], x = pi + off[1]

@@ -7,9 +7,12 @@ public typealias Float16x = SIMD16<Float>
 /// e^x per lane; inputs clamped to [-87.3, 88.7] (results then saturate to 0 or ~Float.max).
 @inline(__always)
 public func simdExp(_ x: Float16x) -> Float16x {
-    let xc = x.clamped(lowerBound: Float16x(repeating: -87.33), upperBound: Float16x(repeating: 88.72))
+    // SIMD `clamped`, `rounded` and Int32(Float) conversion compile to slow generic code
+    // (about 30× this whole function): clamp with masks, round with the 1.5·2^23 trick.
+    let xc = x.replacing(with: -87.33, where: x .< -87.33).replacing(with: 88.72, where: x .> 88.72)
     // n = round(x / ln 2); r = x - n ln 2 in two parts for accuracy.
-    let n = (xc * 1.442_695_040_888_963_4).rounded(.toNearestOrEven)
+    let t = xc * 1.442_695_040_888_963_4 + 12_582_912
+    let n = t - 12_582_912
     var r = xc - n * 0.693_359_375
     r = r - n * -2.121_944_40e-4
     // e^r on [-ln2/2, ln2/2]: degree-6 polynomial (Cephes expf).
@@ -21,7 +24,8 @@ public func simdExp(_ x: Float16x) -> Float16x {
     p = p * r + 5.000_000_120_1e-1
     p = p * r * r + r + 1
     // Scale by 2^n through the exponent bits.
-    let bits = (SIMD16<Int32>(n) &+ 127) &<< 23
+    // t's low mantissa bits hold n (t = 1.5·2^23 + n).
+    let bits = (unsafeBitCast(t, to: SIMD16<UInt32>.self) &- 0x4B40_0000 &+ 127) &<< 23
     return p * unsafeBitCast(bits, to: Float16x.self)
 }
 
