@@ -1,0 +1,248 @@
+/// Batch normalisation over all axes but the last (channels), split into a statistics
+/// step and a normalisation step so that synchronised batch norm can all-reduce the
+/// statistics in between:
+///
+///     var (sum, sq, n) = batchNormStatistics(x)
+///     try comm.allReduceSum(&sum); try comm.allReduceSum(&sq)   // and n · ranks
+///     let y = batchNorm(x, …, training: true, statistics: batchNormMoments(sum: sum, sumOfSquares: sq, count: n),
+///                       statisticsCount: n)
+///
+/// Per-channel sums run over fixed blocks of rows (set by the shape, not the thread count),
+/// each summed in float and then added in block order in double.
+
+/// Per-channel Σx and Σx² (in double) over every axis but the last, and the number of
+/// values per channel: the quantities synchronised batch norm all-reduces.
+public func batchNormStatistics(_ x: Tensor) -> (sum: [Double], sumOfSquares: [Double], count: Int) {
+    let L = BatchNormLayout(shape: x.shape)
+    let px = x.data, C = L.channels
+    let (sum, squares) = L.columnTotalsPair { r, c, n in
+        let v = loadLanes(px + r * C + c, n)
+        return (v, v * v)
+    }
+    return (sum, squares, L.rows)
+}
+
+/// Mean and biased variance per channel from (all-reduced) sums, as `batchNorm`'s
+/// `statistics` argument.
+public func batchNormMoments(sum: [Double], sumOfSquares: [Double], count: Int) -> (mean: Tensor, variance: Tensor) {
+    precondition(sum.count == sumOfSquares.count && count > 0, "batchNormMoments: mismatched sums or empty count")
+    let mean = Tensor(uninitialized: [sum.count]), variance = Tensor(uninitialized: [sum.count])
+    for c in 0..<sum.count {
+        let m = sum[c] / Double(count)
+        mean.data[c] = Float(m)
+        variance.data[c] = Float(max(0, sumOfSquares[c] / Double(count) - m * m))
+    }
+    return (mean, variance)
+}
+
+/// Batch norm of `x` (`[…, C]`) with PyTorch's semantics. Training: normalise with the batch
+/// mean and biased variance, and update `runningMean`/`runningVar` in place off the tape
+/// (running = (1 − momentum)·running + momentum·batch, the variance unbiased); gradients
+/// flow through the batch statistics. Eval: normalise with the running statistics.
+///
+/// `statistics` (training only) replaces the batch's own mean and biased variance, e.g.
+/// all-reduced ones for synchronised batch norm; `statisticsCount` is the number of values
+/// behind them (for the unbiased running variance; default: this batch's). The gradient
+/// then treats them as if they were this rank's batch statistics: dx subtracts this
+/// rank's means of w·g and w·g·x̂ (exact with one rank; with several, each rank's share of
+/// synchronised batch norm's gradient without a second all-reduce), and the supplied
+/// tensors get no gradient.
+public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor, runningVar: Tensor,
+                      training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
+                      statistics: (mean: Tensor, variance: Tensor)? = nil, statisticsCount: Int? = nil) -> Tensor {
+    let L = BatchNormLayout(shape: x.shape)
+    let C = L.channels
+    for (t, what) in [(weight, "weight"), (bias, "bias"), (runningMean, "runningMean"), (runningVar, "runningVar"),
+                      (statistics?.mean, "statistics.mean"), (statistics?.variance, "statistics.variance")] {
+        checkAffine(t, channels: C, what, "batchNorm")
+    }
+    // Per-channel mean, 1/std and std used by this call (a copy: running stats change in place).
+    let stats = Tensor(uninitialized: [3, C])
+    let mean = stats.data, rstd = stats.data + C, std = stats.data + 2 * C
+    if training {
+        let n = statisticsCount ?? L.rows
+        precondition(n > 1, "batchNorm: training needs more than one value per channel, got \(n)")
+        var variance = [Double](repeating: 0, count: C)
+        if let statistics {
+            for c in 0..<C {
+                mean[c] = statistics.mean.data[c]
+                variance[c] = Double(statistics.variance.data[c])
+            }
+        } else {
+            let px = x.data
+            let sums = L.columnTotals { r, c, n in loadLanes(px + r * C + c, n) }
+            for c in 0..<C { mean[c] = Float(sums[c] / Double(L.rows)) }
+            let squares = L.columnTotals { r, c, n in
+                let d = loadLanes(px + r * C + c, n) - loadLanes(mean + c, n)
+                return d * d
+            }
+            for c in 0..<C { variance[c] = squares[c] / Double(L.rows) }
+        }
+        let m = Double(momentum), unbias = Double(n) / Double(n - 1)
+        for c in 0..<C {
+            runningMean.data[c] = Float((1 - m) * Double(runningMean.data[c]) + m * Double(mean[c]))
+            runningVar.data[c] = Float((1 - m) * Double(runningVar.data[c]) + m * variance[c] * unbias)
+            std[c] = Float((variance[c] + Double(eps)).squareRoot())
+            rstd[c] = Float(1 / (variance[c] + Double(eps)).squareRoot())
+        }
+    } else {
+        for c in 0..<C {
+            mean[c] = runningMean.data[c]
+            std[c] = Float((Double(runningVar.data[c]) + Double(eps)).squareRoot())
+            rstd[c] = Float(1 / (Double(runningVar.data[c]) + Double(eps)).squareRoot())
+        }
+    }
+    let out = Tensor(uninitialized: x.shape)
+    batchNormForward(L, x: x.data, y: out.data, mean: mean, rstd: rstd, weight: weight?.data, bias: bias?.data)
+    let affine = AffineInputs(x, weight, bias)
+    return out.recorded(training ? "batch_norm_train" : "batch_norm_eval", affine.inputs) { g, needs in
+        let needW = affine.needW(needs), needB = affine.needB(needs)
+        if GradMode.isEnabled {
+            let v = x.reshaped([L.rows, C])
+            let xhat: Tensor, stdT: Tensor
+            if training && statistics == nil {
+                (xhat, stdT) = NormComposite.normalize(v, statShape: [1, C], eps: eps)
+            } else {
+                // Fixed statistics are constants of the graph.
+                let meanT = Tensor(uninitialized: [C])
+                meanT.data.update(from: stats.data, count: C)
+                stdT = Tensor(uninitialized: [C])
+                stdT.data.update(from: stats.data + 2 * C, count: C)
+                xhat = (v - meanT) / stdT
+            }
+            let (dx, dw, db) = NormComposite.backward(
+                gz: g.reshaped([L.rows, C]), xhat: xhat, std: stdT, weight: weight?.reshaped([C]), statShape: [1, C],
+                affineShape: [1, C], throughStatistics: training, needX: needs[0], needW: needW, needB: needB)
+            return affine.gradients(dx: dx?.reshaped(x.shape), dw: dw, db: db)
+        }
+        let (dx, dw, db) = batchNormBackward(L, g: g, x: x, weight: weight, stats: stats, throughStatistics: training,
+                                             needX: needs[0], needW: needW, needB: needB)
+        return affine.gradients(dx: dx, dw: dw, db: db)
+    }
+}
+
+/// A `[rows, C]` view of a batch-norm input and its fixed row blocks.
+struct BatchNormLayout {
+    let rows: Int
+    let channels: Int
+    let rowsPerBlock: Int
+
+    init(shape: [Int]) {
+        precondition(shape.count >= 1 && shape[shape.count - 1] > 0, "batchNorm: input needs a channel axis, got \(shape)")
+        channels = shape[shape.count - 1]
+        rows = shape.dropLast().reduce(1, *)
+        rowsPerBlock = max(16, 16384 / channels)
+    }
+
+    var blocks: Int { (rows + rowsPerBlock - 1) / rowsPerBlock }
+    func rowRange(_ block: Int) -> Range<Int> { block * rowsPerBlock..<min(rows, (block + 1) * rowsPerBlock) }
+
+    /// Per-channel Σ term over all rows, in double (`term(row, c, n)` as in `sumColumns`).
+    @inline(__always)
+    func columnTotals(_ term: (_ row: Int, _ c: Int, _ n: Int) -> Float16x) -> [Double] {
+        let C = channels
+        let parts = Tensor(uninitialized: [blocks, 2 * C])
+        let p = parts.data
+        Parallel.forRange(blocks, grain: 1) { range in
+            for blk in range {
+                let r0 = rowRange(blk).lowerBound
+                sumColumns(rows: rowRange(blk).count, width: C, total: p + blk * 2 * C, partial: p + blk * 2 * C + C) { r, c, n in
+                    term(r0 + r, c, n)
+                }
+            }
+        }
+        return (0..<C).map { sumStrided(p + $0, count: blocks, stride: 2 * C) }
+    }
+
+    /// Two per-channel totals at once.
+    @inline(__always)
+    func columnTotalsPair(_ term: (_ row: Int, _ c: Int, _ n: Int) -> (Float16x, Float16x)) -> ([Double], [Double]) {
+        let C = channels
+        let parts = Tensor(uninitialized: [blocks, 4 * C])
+        let p = parts.data
+        Parallel.forRange(blocks, grain: 1) { range in
+            for blk in range {
+                let r0 = rowRange(blk).lowerBound, q = p + blk * 4 * C
+                sumColumnsPair(rows: rowRange(blk).count, width: C, total: q, total2: q + C,
+                               partial: q + 2 * C, partial2: q + 3 * C) { r, c, n in term(r0 + r, c, n) }
+            }
+        }
+        return ((0..<C).map { sumStrided(p + $0, count: blocks, stride: 4 * C) },
+                (0..<C).map { sumStrided(p + C + $0, count: blocks, stride: 4 * C) })
+    }
+
+    /// Calls `body(offset, c, n)` for every 16-channel chunk of every row, row blocks in parallel.
+    @inline(__always)
+    func forEachChunk(_ body: (_ offset: Int, _ c: Int, _ n: Int) -> Void) {
+        let C = channels
+        Parallel.forRange(blocks, grain: 1) { range in
+            for blk in range {
+                for r in rowRange(blk) {
+                    var c = 0
+                    while c < C {
+                        body(r * C + c, c, min(16, C - c))
+                        c += 16
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y = (x − mean)·(1/std·w) + b per channel.
+func batchNormForward(_ L: BatchNormLayout, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
+                      mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+                      weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?) {
+    let C = L.channels
+    let coefs = Tensor(uninitialized: [2, C])
+    let scale = coefs.data, shift = coefs.data + C
+    for c in 0..<C {
+        scale[c] = rstd[c] * (weight?[c] ?? 1)
+        shift[c] = bias?[c] ?? 0
+    }
+    L.forEachChunk { o, c, n in
+        let v = (loadLanes(x + o, n) - loadLanes(mean + c, n)) * loadLanes(scale + c, n) + loadLanes(shift + c, n)
+        storeLanes(v, y + o, n)
+    }
+}
+
+/// Fused first-order backward: db = Σg, dw = Σg·x̂ per channel; in training
+/// dx = w/std·(g − mean(g) − x̂·mean(g·x̂)), in eval (or with `throughStatistics` false)
+/// dx = w/std·g.
+func batchNormBackward(_ L: BatchNormLayout, g: Tensor, x: Tensor, weight: Tensor?, stats: Tensor,
+                       throughStatistics: Bool, needX: Bool, needW: Bool, needB: Bool) -> (Tensor?, Tensor?, Tensor?) {
+    let C = L.channels
+    let px = x.data, pg = g.data, pw = weight?.data
+    let mean = stats.data, rstd = stats.data + C
+    var sumG = [Double](repeating: 0, count: C), sumGXhat = sumG
+    if needW || needB || (needX && throughStatistics) {
+        (sumG, sumGXhat) = L.columnTotalsPair { r, c, n in
+            let o = r * C + c
+            let gv = loadLanes(pg + o, n)
+            return (gv, gv * (loadLanes(px + o, n) - loadLanes(mean + c, n)) * loadLanes(rstd + c, n))
+        }
+    }
+    var dx: Tensor?
+    if needX {
+        let coefs = Tensor(uninitialized: [3, C])
+        let coefA = coefs.data, coefB = coefs.data + C, coefC = coefs.data + 2 * C
+        let inverseRows = 1 / Double(L.rows)
+        for c in 0..<C {
+            let rs = Double(rstd[c]), a = rs * Double(pw?[c] ?? 1)
+            coefA[c] = Float(a)
+            coefB[c] = throughStatistics ? Float(a * rs * sumGXhat[c] * inverseRows) : 0
+            coefC[c] = throughStatistics ? Float(a * sumG[c] * inverseRows) : 0
+        }
+        let out = Tensor(uninitialized: x.shape)
+        let pdx = out.data
+        L.forEachChunk { o, c, n in
+            let v = loadLanes(coefA + c, n) * loadLanes(pg + o, n)
+                - loadLanes(coefB + c, n) * (loadLanes(px + o, n) - loadLanes(mean + c, n)) - loadLanes(coefC + c, n)
+            storeLanes(v, pdx + o, n)
+        }
+        dx = out
+    }
+    let dw = needW ? Tensor(sumGXhat.map { Float($0) }, shape: [C]) : nil
+    let db = needB ? Tensor(sumG.map { Float($0) }, shape: [C]) : nil
+    return (dx, dw, db)
+}
