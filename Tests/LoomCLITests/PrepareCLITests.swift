@@ -31,8 +31,13 @@ import Testing
     }
 
     @Test func h5pyReadsTheLayoutTheREADMEDescribes() throws {
-        let probe = try LoomBinary.run("/usr/bin/env", ["python3", "-c", "import h5py"])
-        guard probe.status == 0 else { return }  // h5py is optional (Debian package python3-h5py)
+        // h5py is optional (Debian package python3-h5py); a python3 earlier on PATH may lack it.
+        let pythons = (LoomBinary.which("python3").map { [$0] } ?? []) + ["/usr/bin/python3"]
+        var found: String?
+        for p in pythons where found == nil && FileManager.default.isExecutableFile(atPath: p) {
+            if try LoomBinary.run(p, ["-c", "import h5py"]).status == 0 { found = p }
+        }
+        guard let python = found else { return }
         let dir = Fixture.folder()
         defer { Fixture.remove(dir) }
         let pixels = try Fixture.dataset(at: dir + "/ds", count: 25, shape: [3, 2, 3], shards: 2)
@@ -52,7 +57,7 @@ import Testing
                     names = [n if isinstance(n, str) else n.decode() for n in f.attrs["class_names"]]
             print(total, ",".join(map(str, labels)), names[3])
             """
-        let r = try LoomBinary.run("/usr/bin/env", ["python3", "-c", script, dir + "/ds"])
+        let r = try LoomBinary.run(python, ["-c", script, dir + "/ds"])
         #expect(r.status == 0, "\(r.stderr)")
         let expected = "\(pixels.map(Int.init).reduce(0, +)) \((0..<25).map { String($0 % 10) }.joined(separator: ",")) c3"
         #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == expected)
