@@ -69,7 +69,7 @@ struct BenchData: ParsableCommand {
             print(String(format: "consumption: %.0f images/s per process%@", consumption,
                          consumption == BenchData.referenceConsumption
                              ? " (placeholder: PyTorch's reference W1 rate 67 images/s × 1.2; pass --consumption with Loom's measured W1 rate)" : ""))
-            print("goal: the loader delivers at least 20× the consumption (\(Int(20 * consumption)) images/s)")
+            print(String(format: "goal: the loader delivers at least 20× the consumption (%.0f images/s)", 20 * consumption))
             print("dataset                        residency  ranks         open s     images/s   × consumption")
             var allMet = true
             for (label, folder) in sets {

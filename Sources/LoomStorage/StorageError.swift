@@ -22,6 +22,7 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
     /// An option value is out of range.
     case badArgument(name: String, value: String, expected: String)
 
+    /// The one-line message the CLI prints.
     public var description: String {
         switch self {
         case let .missing(path, hint):
