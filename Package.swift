@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"]),
         .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining"]),
-        .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor"]),
+        .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor", "LoomStorage"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -11,6 +11,7 @@ static inline hid_t loom_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t loom_h5t_native_uint64(void) { return H5T_NATIVE_UINT64; }
 static inline hid_t loom_h5t_std_u8le(void) { return H5T_STD_U8LE; }
 static inline hid_t loom_h5t_std_i64le(void) { return H5T_STD_I64LE; }
+static inline hid_t loom_h5t_std_i32le(void) { return H5T_STD_I32LE; }
 static inline hid_t loom_h5t_std_u64le(void) { return H5T_STD_U64LE; }
 static inline hid_t loom_h5t_ieee_f32le(void) { return H5T_IEEE_F32LE; }
 static inline hid_t loom_h5t_ieee_f64le(void) { return H5T_IEEE_F64LE; }
@@ -18,6 +19,7 @@ static inline hid_t loom_h5t_c_s1(void) { return H5T_C_S1; }
 static inline hid_t loom_h5p_default(void) { return H5P_DEFAULT; }
 static inline hid_t loom_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }
 static inline hid_t loom_h5p_file_access(void) { return H5P_FILE_ACCESS; }
+static inline hid_t loom_h5p_dataset_access(void) { return H5P_DATASET_ACCESS; }
 static inline hid_t loom_h5p_link_create(void) { return H5P_LINK_CREATE; }
 static inline hid_t loom_h5s_all(void) { return H5S_ALL; }
 static inline unsigned loom_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
