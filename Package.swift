@@ -59,6 +59,7 @@ let package = Package(
         .testTarget(name: "LoomTensorTests", dependencies: ["LoomTensor"]),
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"]),
         .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"], exclude: ["Fixtures"]),
+        .testTarget(name: "LoomModelsTests", dependencies: ["LoomModels"]),
         .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining"]),
         .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor", "LoomStorage"]),
     ],

@@ -57,6 +57,15 @@ public struct Batch {
     public var cursor: DataCursor
     /// The cursor after this global batch: save it to resume after this step.
     public var next: DataCursor
+
+    /// A batch built by hand (synthetic data for benchmarks and tests).
+    public init(images: Tensor, labels: [Int], indices: [Int] = [], cursor: DataCursor = DataCursor(), next: DataCursor = DataCursor()) {
+        self.images = images
+        self.labels = labels
+        self.indices = indices
+        self.cursor = cursor
+        self.next = next
+    }
 }
 
 /// Yields this rank's batches of a `ShardedDataset` forever, epoch after epoch, from a

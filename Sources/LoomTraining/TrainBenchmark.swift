@@ -1,0 +1,27 @@
+import Foundation
+import LoomDistributed
+import LoomStorage
+import LoomTensor
+
+/// Steady-state training speed of a diffusion config on synthetic data (the loader is
+/// measured separately by `loom bench data`): warm-up steps, then timed steps.
+public enum TrainBenchmark {
+    /// Images per second per process (slowest rank) over `steps` timed steps.
+    public static func run(config: RunConfig, communicator: Communicator?, warmup: Int, steps: Int) throws -> Double {
+        let rank = communicator?.rank ?? 0
+        let task = DiffusionTask(config: config, rank: rank, communicator: communicator)
+        if let c = communicator { try Replicas.broadcast(task.model.parameters(), over: c) }
+        let m = config.model, b = config.train.batchSize
+        var data = RandomStream(seed: 99, rank: rank, purpose: .data)
+        let batch = Batch(images: Tensor.uniform([b, m.imageSize, m.imageSize, m.inChannels], low: -1, high: 1, stream: &data),
+                          labels: (0..<b).map { $0 % max(1, m.classes) }, indices: Array(0..<b),
+                          cursor: DataCursor(), next: DataCursor())
+        for _ in 0..<warmup { _ = try task.trainStep([batch]) }
+        try communicator?.barrier()
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<steps { _ = try task.trainStep([batch]) }
+        var seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        if let c = communicator { seconds = try c.allReduceMax(seconds) }
+        return Double(steps * b) / seconds
+    }
+}
