@@ -59,6 +59,14 @@ func mapLanes<F: LaneMap2>(_ a: Tensor, _ b: Tensor, _ f: F) -> Tensor {
     return out
 }
 
+/// x limited to [lo, hi] with masks (SIMD `clamped` compiles to slow generic code).
+struct ClampLanes: LaneMap {
+    let lo: Float, hi: Float
+    @inline(__always) func callAsFunction(_ x: Float16x) -> Float16x {
+        x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
+    }
+}
+
 /// erf(x).
 struct ErfLanes: LaneMap {
     @inline(__always) func callAsFunction(_ x: Float16x) -> Float16x { simdErf(x) }

@@ -28,7 +28,7 @@ func simdAbs(_ x: Float16x) -> Float16x {
 /// erf per lane, absolute error below 3e-7 over the whole line. |x| < 0.5 uses the
 /// Maclaurin series x·P(x²) (keeps relative accuracy near 0); beyond, erfc from Numerical
 /// Recipes' Chebyshev fit t·exp(-x² + Q(t)), t = 1/(1 + x/2), fractional error < 1.2e-7.
-@inline(__always)
+@_transparent
 public func simdErf(_ x: Float16x) -> Float16x {
     let bits = unsafeBitCast(x, to: SIMD16<UInt32>.self)
     let a = unsafeBitCast(bits & 0x7fff_ffff, to: Float16x.self)
@@ -142,8 +142,7 @@ extension Tensor {
         let lo = min ?? -.infinity, hi = max ?? .infinity
         precondition(lo <= hi, "clamped: min \(lo) > max \(hi)")
         let vlo = Float16x(repeating: lo), vhi = Float16x(repeating: hi)
-        // Masks, not SIMD `clamped`, which compiles to slow generic code.
-        let out = mapSIMD(self) { $0.replacing(with: vlo, where: $0 .< vlo).replacing(with: vhi, where: $0 .> vhi) }
+        let out = mapLanes(self, ClampLanes(lo: lo, hi: hi))
         return out.recorded("clamp", [self]) { g, _ in
             [gradTimesStep(g, self) { x in Float16x(repeating: 0).replacing(with: 1, where: (x .>= vlo) .& (x .<= vhi)) }]
         }
