@@ -39,9 +39,8 @@ enum SoftmaxKernels {
     }
 
     /// Σ exp(x − m) over `n` contiguous floats, also storing the exps into `y` when given
-    /// (y may be x). Every exp of this file goes through here: a small function with a single
-    /// simdExp call site is one the optimiser inlines simdExp into, where big callers got an
-    /// out-of-line call at several times the cost.
+    /// (y may be x). Every exp of this file goes through this one small loop, which keeps
+    /// simdExp inlined (large kernels had called it out of line) and handles the tail once.
     static func expSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>?, _ n: Int, shift m: Float) -> Float {
         let mv = Float16x(repeating: m)
         var acc = Float16x(repeating: 0)
