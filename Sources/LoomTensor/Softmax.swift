@@ -38,33 +38,46 @@ enum SoftmaxKernels {
         return s
     }
 
-    /// y = softmax(x) (log = false) or log-softmax(x) over one contiguous row; y may be x.
-    @inline(__always)
-    static func forwardRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, log: Bool) {
-        if n == 0 { return }
-        let m = rowMax(x, n)
+    /// Σ exp(x − m) over `n` contiguous floats, also storing the exps into `y` when given
+    /// (y may be x). Every exp of this file goes through this one small loop, which keeps
+    /// simdExp inlined (large kernels had called it out of line) and handles the tail once.
+    static func expSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>?, _ n: Int, shift m: Float) -> Float {
         let mv = Float16x(repeating: m)
-        // One pass for exp and its sum; log-softmax keeps only the sum (y may alias x).
         var acc = Float16x(repeating: 0)
         var i = 0
-        while i + 16 <= n {
-            let e = simdExp(UnsafeRawPointer(x + i).loadUnaligned(as: Float16x.self) - mv)
-            if !log { UnsafeMutableRawPointer(y + i).storeBytes(of: e, as: Float16x.self) }
+        while i < n {
+            let lanes = Swift.min(16, n - i)
+            var v = Float16x(repeating: -.infinity)
+            if lanes == 16 {
+                v = UnsafeRawPointer(x + i).loadUnaligned(as: Float16x.self)
+            } else {
+                for k in 0..<lanes { v[k] = x[i + k] }
+            }
+            // Padding lanes (and true −∞ inputs) contribute exactly 0.
+            let e = simdExp(v - mv).replacing(with: 0, where: v .== -.infinity)
+            if let y {
+                if lanes == 16 {
+                    UnsafeMutableRawPointer(y + i).storeBytes(of: e, as: Float16x.self)
+                } else {
+                    for k in 0..<lanes { y[i + k] = e[k] }
+                }
+            }
             acc += e
             i += 16
         }
-        if i < n {
-            var v = Float16x(repeating: -.infinity)
-            for k in 0..<(n - i) { v[k] = x[i + k] }
-            let e = simdExp(v - mv).replacing(with: 0, where: v .== -.infinity)
-            if !log { for k in 0..<(n - i) { y[i + k] = e[k] } }
-            acc += e
-        }
+        return acc.sum()
+    }
+
+    /// y = softmax(x) (log = false) or log-softmax(x) over one contiguous row; y may be x.
+    static func forwardRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, log: Bool) {
+        if n == 0 { return }
+        let m = rowMax(x, n)
         if log {
-            let shift = m + Foundation.log(acc.sum())
+            // Only the sum is kept: y may alias x.
+            let shift = m + Foundation.log(expSum(x, nil, n, shift: m))
             for j in 0..<n { y[j] = x[j] - shift }
         } else {
-            let inv = 1 / acc.sum()
+            let inv = 1 / expSum(x, y, n, shift: m)
             for j in 0..<n { y[j] *= inv }
         }
     }
@@ -75,9 +88,9 @@ enum SoftmaxKernels {
     static func backwardRow(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                             _ n: Int, log: Bool) {
         if log {
-            let s = Float16x(repeating: simdSum(g, n))
-            simdMap(y, dx, n) { simdExp($0) * s }
-            for j in 0..<n { dx[j] = g[j] - dx[j] }
+            let s = simdSum(g, n)
+            _ = expSum(y, dx, n, shift: 0)
+            for j in 0..<n { dx[j] = g[j] - dx[j] * s }
         } else {
             let dot = rowDot(g, y, n)
             for j in 0..<n { dx[j] = y[j] * (g[j] - dot) }
@@ -113,13 +126,13 @@ enum SoftmaxKernels {
                     sum.update(repeating: 0, count: inner)
                     for j in 0..<n {
                         let yr = ys + j * inner
-                        simdMap(yr, mx, inner, simdExp)  // mx is free now: reuse it as the exp row
+                        _ = expSum(yr, mx, inner, shift: 0)  // mx is free now: reuse it as the exp row
                         for i in 0..<inner { sum[i] += mx[i] }
                     }
                     for i in 0..<inner { sum[i] = Foundation.log(sum[i]) }
                     for j in 0..<n { let yr = ys + j * inner; for i in 0..<inner { yr[i] -= sum[i] } }
                 } else {
-                    simdMap(ys, ys, n * inner, simdExp)
+                    _ = expSum(ys, ys, n * inner, shift: 0)
                     sum.update(from: ys, count: inner)
                     for j in 1..<n { let yr = ys + j * inner; for i in 0..<inner { sum[i] += yr[i] } }
                     for i in 0..<inner { sum[i] = 1 / sum[i] }
@@ -152,7 +165,7 @@ enum SoftmaxKernels {
                     if log { for i in 0..<inner { acc[i] += gr[i] } } else { for i in 0..<inner { acc[i] += gr[i] * yr[i] } }
                 }
                 if log {
-                    simdMap(ys, ds, n * inner, simdExp)
+                    _ = expSum(ys, ds, n * inner, shift: 0)
                     for j in 0..<n { let dr = ds + j * inner, gr = gs + j * inner; for i in 0..<inner { dr[i] = gr[i] - dr[i] * acc[i] } }
                 } else {
                     for j in 0..<n {
@@ -230,12 +243,13 @@ public func crossEntropyLoss(_ logits: Tensor, _ targets: [Int], labelSmoothing:
         let dx = Tensor(uninitialized: [rows, classes])
         let gs = g.item * scale
         let pl = lsm.data, pd = dx.data
-        let gv = Float16x(repeating: gs), off = Float16x(repeating: offWeight)
         targets.withUnsafeBufferPointer { tg in
             Parallel.forRange(rows, grain: Swift.max(1, 4096 / classes)) { r in
                 for i in r {
-                    simdMap(pl + i * classes, pd + i * classes, classes) { (simdExp($0) - off) * gv }
-                    pd[i * classes + tg[i]] -= onWeight * gs
+                    let d = pd + i * classes
+                    _ = SoftmaxKernels.expSum(pl + i * classes, d, classes, shift: 0)
+                    for c in 0..<classes { d[c] = (d[c] - offWeight) * gs }
+                    d[tg[i]] -= onWeight * gs
                 }
             }
         }
