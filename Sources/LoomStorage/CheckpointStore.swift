@@ -289,3 +289,33 @@ public final class CheckpointStore: @unchecked Sendable {
         return nil
     }
 }
+
+extension CheckpointStore {
+    /// The checkpoint file a user means by `path`: the file itself, the file a `latest`
+    /// pointer names, or the latest checkpoint of a checkpoints folder or run folder.
+    public static func resolve(_ path: String) throws -> String {
+        let url = URL(fileURLWithPath: path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw StorageError.missing(path: path, hint: "no such checkpoint, pointer or run folder")
+        }
+        if isDirectory.boolValue {
+            for folder in [url.appendingPathComponent("checkpoints"), url] {
+                if let store = try? CheckpointStore(folder: folder), let latest = store.latest() { return latest.path }
+            }
+            throw StorageError.missing(path: path + "/" + latestName, hint: "the folder has no latest checkpoint pointer")
+        }
+        if url.lastPathComponent == latestName {
+            guard let target = try CheckpointStore(folder: url.deletingLastPathComponent()).latest() else {
+                throw StorageError.badInput(path: path, detail: "the pointer names no existing checkpoint")
+            }
+            return target.path
+        }
+        return path
+    }
+
+    /// Reads the checkpoint `path` means (see `resolve`), verifying its checksums.
+    public static func read(_ path: String) throws -> CheckpointState {
+        try CheckpointFile.read(try resolve(path))
+    }
+}

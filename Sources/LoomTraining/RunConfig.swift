@@ -91,14 +91,20 @@ public struct RunConfig {
 
     /// Reads `file` (nil: defaults only) and applies `overrides` (`key.path=value`).
     public static func load(file: String?, overrides: [String] = []) throws -> RunConfig {
+        guard let file else { return try parse(yaml: nil, name: "(defaults)", overrides: overrides) }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ConfigError.unreadable(file: file, reason: FileManager.default.fileExists(atPath: file) ? "not UTF-8 text" : "no such file")
+        }
+        return try parse(yaml: text, name: file, overrides: overrides)
+    }
+
+    /// Reads config text (e.g. the resolved YAML stored in a checkpoint); `name` is what
+    /// error messages call it.
+    public static func parse(yaml text: String?, name: String, overrides: [String] = []) throws -> RunConfig {
         var root: Node?
-        let name = file ?? "(defaults)"
-        if let file {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw ConfigError.unreadable(file: file, reason: FileManager.default.fileExists(atPath: file) ? "not UTF-8 text" : "no such file")
-            }
+        if let text {
             do { root = try Yams.compose(yaml: text) } catch {
-                throw ConfigError.unreadable(file: file, reason: "\(error)".split(separator: "\n").first.map(String.init) ?? "invalid YAML")
+                throw ConfigError.unreadable(file: name, reason: "\(error)".split(separator: "\n").first.map(String.init) ?? "invalid YAML")
             }
         }
         for o in overrides { root = try applyOverride(o, to: root) }

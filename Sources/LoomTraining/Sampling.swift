@@ -1,0 +1,52 @@
+import Foundation
+import LoomDiffusion
+import LoomModels
+import LoomNN
+import LoomTensor
+
+/// Sampling from a diffusion config's EMA weights, shared by training previews and `loom sample`.
+public enum Sampling {
+    /// The sampler named by the config (`sample.sampler`, `sample.steps`, `sample.eta`).
+    public static func sampler(_ s: RunConfig.SampleSettings, timesteps: Int) -> Sampler {
+        switch s.sampler {
+        case "ddpm": return .ddpm(steps: s.steps >= timesteps ? nil : s.steps)
+        case "dpm_solver": return .dpmSolver2M(steps: s.steps)
+        default: return .ddim(steps: s.steps, eta: s.eta)
+        }
+    }
+
+    /// `count` samples `[count, H, W, C]` in [-1, 1] from `model` with noise from `seed`.
+    /// Conditional models get labels 0, 1, 2, … (or `label` for all) and the config's
+    /// guidance scale.
+    public static func sample(config: RunConfig, model: UNet, count: Int, seed: UInt64? = nil,
+                              label: Int? = nil, sampler: Sampler? = nil, guidance: Double? = nil) -> Tensor {
+        let m = config.model
+        let diffusion = GaussianDiffusion(
+            schedule: config.diffusion.schedule == "cosine"
+                ? .cosine(timesteps: config.diffusion.timesteps)
+                : .linear(timesteps: config.diffusion.timesteps, start: config.diffusion.betaStart, end: config.diffusion.betaEnd),
+            target: PredictionTarget(rawValue: config.diffusion.prediction) ?? .epsilon)
+        var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
+        let noise = Tensor.normal([count, m.imageSize, m.imageSize, m.inChannels], stream: &stream)
+        var options = SamplingOptions(clipDenoised: true)
+        if m.classes > 0 {
+            options.labels = (0..<count).map { label ?? ($0 % m.classes) }
+            options.nullClass = m.classes
+            options.guidanceScale = Float(guidance ?? config.sample.guidance)
+        }
+        model.eval()
+        defer { model.train() }
+        let out = diffusion.sample(sampler ?? self.sampler(config.sample, timesteps: config.diffusion.timesteps),
+                                   model: { x, t, y in model(x, timesteps: t, labels: y) },
+                                   noise: noise, options: options, stream: &stream)
+        return noGrad { out.clamped(min: -1, max: 1) }
+    }
+
+    /// Samples with the EMA weights copied into a fresh network of the same shape.
+    public static func sample(config: RunConfig, ema: EMA, count: Int) throws -> Tensor {
+        var s = RandomStream(key: 0)
+        let net = UNet(config.model, stream: &s)
+        try ema.copy(into: net)
+        return sample(config: config, model: net, count: count)
+    }
+}
