@@ -79,3 +79,58 @@ import Testing
         #expect(samples.count == 8 * 64 && samples.allSatisfy { $0 >= -1 && $0 <= 1 })
     }
 }
+
+/// Exact resume: N steps straight equal N/2 steps, stop, resume, N/2 more — bitwise.
+@Suite(.serialized) struct ResumeTests {
+    func train(_ folder: String, run: String, ranks: Int, steps: Int, resume: Bool) throws {
+        let args = ["worker", TrainingTests.configs + "/ddpm-fashion.yaml"]
+            + TrainingTests.tiny(folder, steps: steps, extra: ["checkpoint.every=1000", "sample.every=0", "model.dropout=0.1"])
+            + ["--run-dir", run, "--resume", resume ? "auto" : "none"]
+        let r = try LoomBinary.mpirun(ranks: ranks, args)
+        #expect(r.status == 0, "\(r.stderr)")
+        if resume { #expect(r.stdout.contains("resuming from")) }
+    }
+
+    @Test(arguments: [1, 2]) func stopAndResumeIsBitwiseIdentical(ranks: Int) throws {
+        let folder = try TrainingTests.stripes(count: 96)
+        try train(folder, run: folder + "/straight", ranks: ranks, steps: 40, resume: false)
+        try train(folder, run: folder + "/resumed", ranks: ranks, steps: 20, resume: false)
+        try train(folder, run: folder + "/resumed", ranks: ranks, steps: 40, resume: true)
+        let a = try CheckpointStore.read(folder + "/straight/checkpoints/latest")
+        let b = try CheckpointStore.read(folder + "/resumed/checkpoints/latest")
+        #expect(a.step == 40 && b.step == 40)
+        #expect(a.bitwiseDifference(from: b) == nil, "\(a.bitwiseDifference(from: b) ?? "")")
+        // And the run really moved: the weights differ from the halfway checkpoint.
+        let half = try CheckpointStore.read(folder + "/resumed/checkpoints/step-00000020.h5")
+        #expect(half.bitwiseDifference(from: b) != nil)
+    }
+
+    @Test func resumeWithAnotherWorldSizeSaysSo() throws {
+        let folder = try TrainingTests.stripes(count: 96)
+        try train(folder, run: folder + "/run", ranks: 2, steps: 20, resume: false)
+        let r = try LoomBinary.mpirun(ranks: 1, ["worker", TrainingTests.configs + "/ddpm-fashion.yaml"]
+            + TrainingTests.tiny(folder, steps: 30) + ["--run-dir", folder + "/run", "--resume", "auto"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("the checkpoint was written by 2 rank(s), this run has 1"))
+        #expect(try CheckpointStore.read(folder + "/run/checkpoints/latest").step == 30)
+    }
+
+    @Test func corruptNewestCheckpointIsSkipped() throws {
+        let folder = try TrainingTests.stripes(count: 96)
+        let run = folder + "/run"
+        let args = ["worker", TrainingTests.configs + "/ddpm-fashion.yaml"] + TrainingTests.tiny(folder, steps: 20)
+            + ["checkpoint.every=10", "--run-dir", run]
+        #expect(try LoomBinary.mpirun(ranks: 1, args).status == 0)
+        // Flip bytes in the middle of the newest file.
+        let newest = run + "/checkpoints/step-00000020.h5"
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: newest))
+        let size = try handle.seekToEnd()
+        try handle.seek(toOffset: size / 2)
+        try handle.write(contentsOf: Data(repeating: 0xA5, count: 64))
+        try handle.close()
+        let r = try LoomBinary.mpirun(ranks: 1, args.map { $0 == "train.max_steps=20" ? "train.max_steps=25" : $0 } + ["--resume", "auto"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("step-00000020.h5 skipped"))
+        #expect(r.stdout.contains("resuming from") && r.stdout.contains("step-00000010.h5"))
+    }
+}
