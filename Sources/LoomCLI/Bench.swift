@@ -4,5 +4,5 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run release builds; speed goals live here, not in unit tests).",
-        subcommands: [BenchAllReduce.self, BenchData.self, BenchTrain.self, BenchCheckpoint.self])
+        subcommands: [BenchOps.self, BenchTrain.self, BenchAllReduce.self, BenchData.self, BenchCheckpoint.self])
 }
