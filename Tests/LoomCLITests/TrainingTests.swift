@@ -134,3 +134,37 @@ import Testing
         #expect(r.stdout.contains("resuming from") && r.stdout.contains("step-00000010.h5"))
     }
 }
+
+/// User mistakes in `loom worker`: one line naming the key or file, exit 1, no trap.
+@Suite(.serialized) struct WorkerErrorTests {
+    func worker(_ extra: [String]) throws -> LoomBinary.Result {
+        try LoomBinary.loom(["worker", TrainingTests.configs + "/ddpm-fashion.yaml"] + extra
+                            + ["--run-dir", Fixture.folder("worker-errors") + "/run"])
+    }
+
+    func expectOneLineError(_ r: LoomBinary.Result, contains text: String) {
+        #expect(r.status == 1)
+        let lines = r.stderr.split(separator: "\n").filter { !$0.contains("OPENBLAS_CORETYPE") }
+        #expect(lines.count == 1 && lines[0].contains(text), "stderr: \(r.stderr)")
+        #expect(!r.stderr.contains("Fatal error") && !r.stderr.contains("Backtrace"))
+    }
+
+    @Test func typoedKeyGetsASuggestion() throws {
+        expectOneLineError(try worker(["optimizer.lrr=1e-4"]), contains: "unknown key 'optimizer.lrr'; did you mean 'optimizer.lr'?")
+    }
+
+    @Test func wrongTypeNamesTheKey() throws {
+        expectOneLineError(try worker(["train.batch_size=lots"]), contains: "'train.batch_size' must be an integer, found 'lots'")
+    }
+
+    @Test func missingDatasetNamesTheFolder() throws {
+        expectOneLineError(try worker(["data.path=/nonexistent/fashion"]), contains: "/nonexistent/fashion")
+    }
+
+    @Test func imageSizeDisagreeingWithTheDatasetIsReported() throws {
+        let folder = try TrainingTests.stripes(count: 32)
+        let r = try worker(TrainingTests.tiny(folder, steps: 5) + ["model.image_size=16"])
+        expectOneLineError(r, contains: "sample_shape")
+        #expect(r.stderr.contains("[16, 16, 1]") && r.stderr.contains("[8, 8, 1]"))
+    }
+}
