@@ -68,6 +68,36 @@ import Testing
         #expect(values == state.network("model")![1].1.array)
     }
 
+    @Test func h5pyReadsACheckpointAsTheREADMEShows() throws {
+        // h5py is optional (Debian package python3-h5py); a python3 earlier on PATH may lack it.
+        let pythons = (LoomBinary.which("python3").map { [$0] } ?? []) + ["/usr/bin/python3"]
+        var found: String?
+        for p in pythons where found == nil && FileManager.default.isExecutableFile(atPath: p) {
+            if try LoomBinary.run(p, ["-c", "import h5py"]).status == 0 { found = p }
+        }
+        guard let python = found else { return }
+        let dir = Fixture.folder()
+        defer { Fixture.remove(dir) }
+        let state = CheckpointFixture.state(worldSize: 2)
+        try CheckpointFile.write(state, to: dir + "/c.h5")
+        let script = """
+            import h5py, json, sys
+            with h5py.File(sys.argv[1], "r") as f:
+                assert f.attrs["complete"] == 1 and f.attrs["loom_format"] == "loom-checkpoint"
+                ema = {k: v[...] for k, v in f["ema"].items()}
+                w = ema["conv.weight"]
+                assert w.dtype.name == "float32" and w.shape == (4, 3, 3, 3)
+                print(list(f["model"].keys())[0], repr(float(w[1, 2, 0, 1])), int(f["meta"].attrs["step"]))
+                print(json.loads(f["meta"].attrs["counters"])["big"], f["meta/config"].asstr()[()].splitlines()[1])
+                print(int(f["rng/noise"][1, 0]), float(f["optimizer/adam"]["state.conv.weight.step"][()]))
+            """
+        let r = try LoomBinary.run(python, ["-c", script, dir + "/c.h5"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let w = state.network("ema")![0].1.data[1 * 27 + 2 * 9 + 0 * 3 + 1]
+        let expected = "conv.weight \(Double(w)) 1234\n\(Int.max - 1)   name: ddpm-unet-s  # größe ✓\n\(UInt64.max - 1) 1234.0\n"
+        #expect(r.stdout == expected)
+    }
+
     @Test func inspectAndExportThroughTheBinary() throws {
         let dir = Fixture.folder()
         defer { Fixture.remove(dir) }
