@@ -58,9 +58,10 @@ struct BenchCheckpoint: ParsableCommand {
             row("background save: write until done", background)
             row("load and verify", load)
             let median = foreground.sorted()[foreground.count / 2]
-            print(median > 1 ? "foreground saves take over a second here: write in the background"
-                             : String(format: "foreground saves take %.2f s here (under the 1 s threshold); the default mode is %@",
-                                      median, CheckpointWriteMode.recommended.rawValue))
+            let threshold = CheckpointStore.backgroundThreshold
+            print(String(format: "foreground saves take %.2f s here, %@ the %.0f s threshold: the default mode (%@) writes in the %@ here",
+                         median, median > threshold ? "over" : "under", threshold, CheckpointWriteMode.recommended.rawValue,
+                         median > threshold ? "background" : "foreground"))
         } catch let error as StorageError {
             FileHandle.standardError.write(Data("loom bench checkpoint: \(error)\n".utf8))
             throw ExitCode(1)

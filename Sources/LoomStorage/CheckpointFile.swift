@@ -129,6 +129,9 @@ public enum CheckpointFile {
         guard state.worldSize > 0 else {
             throw StorageError.badArgument(name: "world size", value: "\(state.worldSize)", expected: "at least 1")
         }
+        guard state.step >= 0, state.epoch >= 0 else {
+            throw StorageError.badArgument(name: "step and epoch", value: "\(state.step), \(state.epoch)", expected: "non-negative")
+        }
     }
 
     /// Writes `state` to a new file at `path` (which must not exist), flushes, closes and
