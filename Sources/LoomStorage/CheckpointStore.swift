@@ -50,7 +50,7 @@ public enum CheckpointWriteMode: String, Sendable {
     /// actually writes).
     case automatic
 
-    /// The default: `automatic`. A W1 checkpoint (26 MB) takes about 0.14 s to write on
+    /// The default: `automatic`. A W1 checkpoint (26 MB) takes 0.10–0.14 s to write on
     /// local disk (`loom bench checkpoint`), under the one-second threshold, so it stays in
     /// the foreground there; on a shared file system whose fsync takes seconds it switches
     /// to background writes, whose stall is a snapshot copy of a few milliseconds.
