@@ -12,6 +12,8 @@ final class CheckpointKeeper {
     let config: RunConfig
     let comm: Communicator
     let store: CheckpointStore?
+    /// Checksums of the datasets this run reads (rank 0), recorded in every checkpoint.
+    var datasetChecksums: [String: String] = [:]
 
     init(run: RunDirectory, config: RunConfig, communicator: Communicator) throws {
         self.run = run
@@ -44,9 +46,9 @@ final class CheckpointKeeper {
             step: task.step, epoch: cursor.epoch, cursor: cursor,
             counters: ["ema_updates": task.ema.updates, "grad_accum": config.train.gradAccum],
             rng: rng, configYAML: config.resolvedYAML, loomVersion: CheckpointKeeper.version,
-            worldSize: comm.size, datasetChecksums: [:])
-        let url = try store.save(state)
-        log("checkpoint: \(url.path)")
+            worldSize: comm.size, datasetChecksums: datasetChecksums)
+        // Foreground while a write is fast (a W1 checkpoint takes ~0.1 s), background past 1 s.
+        if let url = try store.save(state, mode: .recommended) { log("checkpoint: \(url.path)") }
     }
 
     /// Waits for any background write.

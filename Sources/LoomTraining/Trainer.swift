@@ -42,6 +42,7 @@ public final class Trainer {
         task = DiffusionTask(config: config, rank: comm.rank, communicator: comm)
         checkpoints = try CheckpointKeeper(run: run, config: config, communicator: comm)
         if comm.rank == 0 {
+            checkpoints.datasetChecksums = ["train": try DatasetChecksum.of(folder: config.data.path)]
             try run.create()
             try config.resolvedYAML.write(to: run.config, atomically: true, encoding: .utf8)
             metrics = try MetricsLog(run.metrics)
