@@ -32,16 +32,6 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
     }
 }
 
-/// Σ term(i) over a row of `n` floats; lanes past the end count as zero.
-@inline(__always)
-func sumRow(_ n: Int, _ term: (_ i: Int, _ lanes: Int) -> Float16x) -> Float {
-    sumLanes(n) { i, lanes in
-        var t = term(i, lanes)
-        if lanes < 16 { for k in lanes..<16 { t[k] = 0 } }
-        return t
-    }
-}
-
 func layerNormForward(x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
                       weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?,
                       mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
@@ -124,7 +114,7 @@ func layerNormBackward(g: Tensor, x: Tensor, weight: Tensor?, stats: Tensor, row
             }
         }
     }
-    let dw = needW ? sumOverSamples(dwPart!, samples: blocks, channels: D) : nil
-    let db = needB ? sumOverSamples(dbPart!, samples: blocks, channels: D) : nil
+    let dw = needW ? sumOverParts(dwPart!, parts: blocks, channels: D) : nil
+    let db = needB ? sumOverParts(dbPart!, parts: blocks, channels: D) : nil
     return (dxTensor, dw, db)
 }
