@@ -2,16 +2,20 @@
 /// step and a normalisation step so that synchronised batch norm can all-reduce the
 /// statistics in between:
 ///
-///     var (sum, sq, n) = batchNormStatistics(x)
-///     try comm.allReduceSum(&sum); try comm.allReduceSum(&sq)   // and n · ranks
-///     let y = batchNorm(x, …, training: true, statistics: batchNormMoments(sum: sum, sumOfSquares: sq, count: n),
-///                       statisticsCount: n)
+///     var (sum, squares, count) = batchNormStatistics(x)
+///     try reducer.sumAcrossReplicas(&sum); try reducer.sumAcrossReplicas(&squares)
+///     let total = count * replicas
+///     let y = batchNorm(x, …, training: true,
+///                       statistics: batchNormMoments(sum: sum, sumOfSquares: squares, count: total),
+///                       statisticsCount: total)
 ///
 /// Per-channel sums run over fixed blocks of rows (set by the shape, not the thread count),
 /// each summed in float and then added in block order in double.
 
 /// Per-channel Σx and Σx² (in double) over every axis but the last, and the number of
-/// values per channel: the quantities synchronised batch norm all-reduces.
+/// values per channel: the quantities synchronised batch norm all-reduces. (Unshifted, so
+/// that they add across replicas; the variance made from them keeps about 7 − log10(mean²/var)
+/// digits, while unsynchronised training uses shifted moments.)
 public func batchNormStatistics(_ x: Tensor) -> (sum: [Double], sumOfSquares: [Double], count: Int) {
     let L = BatchNormLayout(shape: x.shape)
     let C = L.channels

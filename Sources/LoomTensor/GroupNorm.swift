@@ -2,10 +2,10 @@
 ///
 /// Statistics are per sample and group, over every non-batch position and the C/groups
 /// channels of the group. The fused kernels work on (sample, run of whole groups) units:
-/// every row of a unit is a contiguous run of channels, so the passes stream through
-/// memory with 16-lane vectors across channels and keep per-channel sums, which are
-/// added per group in channel order. Units depend on the shape only, so results do not
-/// depend on the thread count.
+/// every row (position) of a unit is a contiguous run of channels, so the passes stream
+/// through memory in 32/16-channel blocks and keep per-channel sums, which are added per
+/// group in channel order. Units depend on the shape only, so results do not depend on
+/// the thread count.
 
 /// y = (x − mean)/√(var + eps)·weight + bias, statistics per sample and group of channels.
 /// `x` is `[N, …, C]` with C divisible by `groups`; weight and bias are `[C]` or nil.
@@ -26,7 +26,7 @@ struct GroupNormLayout {
     let channels: Int
     let groups: Int
     let groupWidth: Int
-    /// Units per sample: enough for two threads' worth of load balancing when N is small.
+    /// Units per sample: at least 8 units in all, so threads balance when N is small.
     let blocksPerSample: Int
 
     init(shape: [Int], groups: Int) {
