@@ -25,6 +25,12 @@ protocol LaneBlock {
     func map16(_ f: (Float16x) -> Float16x) -> Self
     /// Applies a two-argument 16-lane function part by part.
     func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self
+    /// Lane-wise arithmetic (members, not global generic operators, which would slow down
+    /// type-checking of every `+` in the module).
+    static func + (a: Self, b: Self) -> Self
+    static func - (a: Self, b: Self) -> Self
+    static func * (a: Self, b: Self) -> Self
+    static func += (a: inout Self, b: Self)
 }
 
 extension SIMD16: LaneBlock where Scalar == Float {
@@ -55,12 +61,12 @@ struct LanePair<Half: LaneBlock>: LaneBlock {
     @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self {
         Self(low: low.map16(other.low, f), high: high.map16(other.high, f))
     }
+    @inline(__always) static func + (a: Self, b: Self) -> Self { Self(low: a.low + b.low, high: a.high + b.high) }
+    @inline(__always) static func - (a: Self, b: Self) -> Self { Self(low: a.low - b.low, high: a.high - b.high) }
+    @inline(__always) static func * (a: Self, b: Self) -> Self { Self(low: a.low * b.low, high: a.high * b.high) }
+    @inline(__always) static func += (a: inout Self, b: Self) { a = a + b }
 }
 
-@inline(__always) func + <V: LaneBlock>(a: V, b: V) -> V { a.map16(b) { $0 + $1 } }
-@inline(__always) func - <V: LaneBlock>(a: V, b: V) -> V { a.map16(b) { $0 - $1 } }
-@inline(__always) func * <V: LaneBlock>(a: V, b: V) -> V { a.map16(b) { $0 * $1 } }
-@inline(__always) func += <V: LaneBlock>(a: inout V, b: V) { a = a + b }
 
 /// `n` floats (all 16 when n ≥ 16) as one vector; missing lanes are zero.
 @inline(__always)
@@ -292,19 +298,12 @@ enum SiLUActivation: NormActivation {
     }
 }
 
-/// Σ term(i) over a row of `n` floats with 16-lane accumulators (layer norm's rows);
-/// lanes past the end count as zero.
+/// The lanes of `v` added in lane order (`SIMD.sum()` is a generic, unspecialised call).
 @inline(__always)
-func sumRow(_ n: Int, _ term: (_ i: Int, _ lanes: Int) -> Float16x) -> Float {
-    var acc = Float16x(repeating: 0)
-    var i = 0
-    while i < n {
-        var t = term(i, min(16, n - i))
-        if n - i < 16 { for k in (n - i)..<16 { t[k] = 0 } }
-        acc += t
-        i += 16
-    }
-    return acc.sum()
+func laneSum(_ v: Float16x) -> Float {
+    let h = v.lowHalf + v.highHalf
+    let q = h.lowHalf + h.highHalf
+    return (q[0] + q[2]) + (q[1] + q[3])
 }
 
 /// Sums `count` floats spaced `stride` apart in double precision (per-block partial sums,
