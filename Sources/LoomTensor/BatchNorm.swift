@@ -2,23 +2,30 @@
 /// step and a normalisation step so that synchronised batch norm can all-reduce the
 /// statistics in between:
 ///
-///     var (sum, sq, n) = batchNormStatistics(x)
-///     try comm.allReduceSum(&sum); try comm.allReduceSum(&sq)   // and n · ranks
-///     let y = batchNorm(x, …, training: true, statistics: batchNormMoments(sum: sum, sumOfSquares: sq, count: n),
-///                       statisticsCount: n)
+///     var (sum, squares, count) = batchNormStatistics(x)
+///     try reducer.sumAcrossReplicas(&sum); try reducer.sumAcrossReplicas(&squares)
+///     let total = count * replicas
+///     let y = batchNorm(x, …, training: true,
+///                       statistics: batchNormMoments(sum: sum, sumOfSquares: squares, count: total),
+///                       statisticsCount: total)
 ///
 /// Per-channel sums run over fixed blocks of rows (set by the shape, not the thread count),
 /// each summed in float and then added in block order in double.
 
 /// Per-channel Σx and Σx² (in double) over every axis but the last, and the number of
-/// values per channel: the quantities synchronised batch norm all-reduces.
+/// values per channel: the quantities synchronised batch norm all-reduces. (Unshifted, so
+/// that they add across replicas; the variance made from them keeps about 7 − log10(mean²/var)
+/// digits, while unsynchronised training uses shifted moments.)
 public func batchNormStatistics(_ x: Tensor) -> (sum: [Double], sumOfSquares: [Double], count: Int) {
     let L = BatchNormLayout(shape: x.shape)
-    let px = x.data, C = L.channels
-    let (sum, squares) = L.columnTotalsPair { r, c, n in
-        let v = loadLanes(px + r * C + c, n)
-        return (v, v * v)
+    let C = L.channels
+    let parts = Tensor(uninitialized: [2, L.blocks, C])
+    let p = parts.data, p2 = parts.data + L.blocks * C
+    L.forEachBlock { blk, rows in
+        forEachLaneBlock(width: C, SumAndSquaresKernel(x: x.data + rows.lowerBound * C, rows: rows.count, stride: C,
+                                                       sum: p + blk * C, squares: p2 + blk * C))
     }
+    let (sum, squares) = (L.totals(p), L.totals(p2))
     return (sum, squares, L.rows)
 }
 
@@ -69,14 +76,19 @@ public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: 
                 variance[c] = Double(statistics.variance.data[c])
             }
         } else {
-            let px = x.data
-            let sums = L.columnTotals { r, c, n in loadLanes(px + r * C + c, n) }
-            for c in 0..<C { mean[c] = Float(sums[c] / Double(L.rows)) }
-            let squares = L.columnTotals { r, c, n in
-                let d = loadLanes(px + r * C + c, n) - loadLanes(mean + c, n)
-                return d * d
+            // One pass of moments shifted by the first row (see `shiftedMoments`).
+            let parts = Tensor(uninitialized: [2, L.blocks, C])
+            let p = parts.data, p2 = parts.data + L.blocks * C, px = x.data
+            L.forEachBlock { blk, rows in
+                forEachLaneBlock(width: C, ShiftedMomentsKernel(x: px + rows.lowerBound * C, rows: rows.count, stride: C,
+                                                                shift: px, sum: p + blk * C, squares: p2 + blk * C))
             }
-            for c in 0..<C { variance[c] = squares[c] / Double(L.rows) }
+            let (sums, squares) = (L.totals(p), L.totals(p2))
+            for c in 0..<C {
+                let d = sums[c] / Double(L.rows)
+                mean[c] = Float(Double(px[c]) + d)
+                variance[c] = max(0, squares[c] / Double(L.rows) - d * d)
+            }
         }
         let m = Double(momentum), unbias = Double(n) / Double(n - 1)
         for c in 0..<C {
@@ -137,55 +149,17 @@ struct BatchNormLayout {
     var blocks: Int { (rows + rowsPerBlock - 1) / rowsPerBlock }
     func rowRange(_ block: Int) -> Range<Int> { block * rowsPerBlock..<min(rows, (block + 1) * rowsPerBlock) }
 
-    /// Per-channel Σ term over all rows, in double (`term(row, c, n)` as in `sumColumns`).
+    /// Runs `body(block, rows)` for every row block, blocks split across threads.
     @inline(__always)
-    func columnTotals(_ term: (_ row: Int, _ c: Int, _ n: Int) -> Float16x) -> [Double] {
-        let C = channels
-        let parts = Tensor(uninitialized: [blocks, 2 * C])
-        let p = parts.data
+    func forEachBlock(_ body: (_ block: Int, _ rows: Range<Int>) -> Void) {
         Parallel.forRange(blocks, grain: 1) { range in
-            for blk in range {
-                let r0 = rowRange(blk).lowerBound
-                sumColumns(rows: rowRange(blk).count, width: C, total: p + blk * 2 * C, partial: p + blk * 2 * C + C) { r, c, n in
-                    term(r0 + r, c, n)
-                }
-            }
+            for blk in range { body(blk, rowRange(blk)) }
         }
-        return (0..<C).map { sumStrided(p + $0, count: blocks, stride: 2 * C) }
     }
 
-    /// Two per-channel totals at once.
-    @inline(__always)
-    func columnTotalsPair(_ term: (_ row: Int, _ c: Int, _ n: Int) -> (Float16x, Float16x)) -> ([Double], [Double]) {
-        let C = channels
-        let parts = Tensor(uninitialized: [blocks, 4 * C])
-        let p = parts.data
-        Parallel.forRange(blocks, grain: 1) { range in
-            for blk in range {
-                let r0 = rowRange(blk).lowerBound, q = p + blk * 4 * C
-                sumColumnsPair(rows: rowRange(blk).count, width: C, total: q, total2: q + C,
-                               partial: q + 2 * C, partial2: q + 3 * C) { r, c, n in term(r0 + r, c, n) }
-            }
-        }
-        return ((0..<C).map { sumStrided(p + $0, count: blocks, stride: 4 * C) },
-                (0..<C).map { sumStrided(p + C + $0, count: blocks, stride: 4 * C) })
-    }
-
-    /// Calls `body(offset, c, n)` for every 16-channel chunk of every row, row blocks in parallel.
-    @inline(__always)
-    func forEachChunk(_ body: (_ offset: Int, _ c: Int, _ n: Int) -> Void) {
-        let C = channels
-        Parallel.forRange(blocks, grain: 1) { range in
-            for blk in range {
-                for r in rowRange(blk) {
-                    var c = 0
-                    while c < C {
-                        body(r * C + c, c, min(16, C - c))
-                        c += 16
-                    }
-                }
-            }
-        }
+    /// Adds up per-block partial sums (a [blocks, C] buffer) in block order, in double.
+    func totals(_ parts: UnsafeMutablePointer<Float>) -> [Double] {
+        (0..<channels).map { sumStrided(parts + $0, count: blocks, stride: channels) }
     }
 }
 
@@ -200,9 +174,10 @@ func batchNormForward(_ L: BatchNormLayout, x: UnsafeMutablePointer<Float>, y: U
         scale[c] = rstd[c] * (weight?[c] ?? 1)
         shift[c] = bias?[c] ?? 0
     }
-    L.forEachChunk { o, c, n in
-        let v = (loadLanes(x + o, n) - loadLanes(mean + c, n)) * loadLanes(scale + c, n) + loadLanes(shift + c, n)
-        storeLanes(v, y + o, n)
+    L.forEachBlock { _, rows in
+        let o = rows.lowerBound * C
+        forEachLaneBlock(width: C, NormalizeKernel<NoActivation>(x: x + o, y: y + o, rows: rows.count, stride: C,
+                                                                 mean: mean, scale: scale, shift: shift))
     }
 }
 
@@ -216,11 +191,16 @@ func batchNormBackward(_ L: BatchNormLayout, g: Tensor, x: Tensor, weight: Tenso
     let mean = stats.data, rstd = stats.data + C
     var sumG = [Double](repeating: 0, count: C), sumGXhat = sumG
     if needW || needB || (needX && throughStatistics) {
-        (sumG, sumGXhat) = L.columnTotalsPair { r, c, n in
-            let o = r * C + c
-            let gv = loadLanes(pg + o, n)
-            return (gv, gv * (loadLanes(px + o, n) - loadLanes(mean + c, n)) * loadLanes(rstd + c, n))
+        let parts = Tensor(uninitialized: [2, L.blocks, C])
+        let p = parts.data, p2 = parts.data + L.blocks * C
+        L.forEachBlock { blk, rows in
+            let o = rows.lowerBound * C
+            forEachLaneBlock(width: C, GradientSumsKernel<NoActivation>(
+                x: px + o, g: pg + o, dzOut: nil, rows: rows.count, stride: C, mean: mean, rstd: rstd,
+                scale: rstd, shift: mean, sumDz: p + blk * C, sumDzXhat: p2 + blk * C))
         }
+        sumG = L.totals(p)
+        sumGXhat = L.totals(p2)
     }
     var dx: Tensor?
     if needX {
@@ -235,10 +215,10 @@ func batchNormBackward(_ L: BatchNormLayout, g: Tensor, x: Tensor, weight: Tenso
         }
         let out = Tensor(uninitialized: x.shape)
         let pdx = out.data
-        L.forEachChunk { o, c, n in
-            let v = loadLanes(coefA + c, n) * loadLanes(pg + o, n)
-                - loadLanes(coefB + c, n) * (loadLanes(px + o, n) - loadLanes(mean + c, n)) - loadLanes(coefC + c, n)
-            storeLanes(v, pdx + o, n)
+        L.forEachBlock { _, rows in
+            let o = rows.lowerBound * C
+            forEachLaneBlock(width: C, InputGradientKernel(dz: pg + o, x: px + o, dx: pdx + o, rows: rows.count,
+                                                           stride: C, mean: mean, a: coefA, b: coefB, k: coefC))
         }
         dx = out
     }

@@ -2,10 +2,10 @@
 ///
 /// Statistics are per sample and group, over every non-batch position and the C/groups
 /// channels of the group. The fused kernels work on (sample, run of whole groups) units:
-/// every row of a unit is a contiguous run of channels, so the passes stream through
-/// memory with 16-lane vectors across channels and keep per-channel sums, which are
-/// added per group in channel order. Units depend on the shape only, so results do not
-/// depend on the thread count.
+/// every row (position) of a unit is a contiguous run of channels, so the passes stream
+/// through memory in 32/16-channel blocks and keep per-channel sums, which are added per
+/// group in channel order. Units depend on the shape only, so results do not depend on
+/// the thread count.
 
 /// y = (x − mean)/√(var + eps)·weight + bias, statistics per sample and group of channels.
 /// `x` is `[N, …, C]` with C divisible by `groups`; weight and bias are `[C]` or nil.
@@ -26,7 +26,7 @@ struct GroupNormLayout {
     let channels: Int
     let groups: Int
     let groupWidth: Int
-    /// Units per sample: enough for two threads' worth of load balancing when N is small.
+    /// Units per sample: at least 8 units in all, so threads balance when N is small.
     let blocksPerSample: Int
 
     init(shape: [Int], groups: Int) {
@@ -75,9 +75,8 @@ func groupNormOp<A: NormActivation>(_ act: A.Type, _ name: String, _ x: Tensor, 
 
 // MARK: - Forward
 
-/// Three passes per unit: per-channel sums → group means; sums of squared deviations →
-/// group 1/std (two-pass variance: no cancellation when |mean| ≫ std); normalise, affine
-/// and activation. A unit's rows stay in L2 between passes.
+/// Two passes per unit (see `NormKernels`): shifted per-channel moments → group mean and
+/// 1/std; then normalise, affine and activation (the unit's rows are in L2 by then).
 func groupNormForward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, x: UnsafeMutablePointer<Float>,
                                          y: UnsafeMutablePointer<Float>, weight: UnsafeMutablePointer<Float>?,
                                          bias: UnsafeMutablePointer<Float>?, mean: UnsafeMutablePointer<Float>,
@@ -85,44 +84,32 @@ func groupNormForward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, x: Uns
     let W = L.blockWidth, C = L.channels, P = L.positions, cg = L.groupWidth
     let scratchTensor = Tensor(uninitialized: [L.units, 5 * W])
     let scratch = scratchTensor.data
-    let count = Double(L.groupSize)
     Parallel.forRange(L.units, grain: L.grain) { range in
         for u in range {
             let sample = u / L.blocksPerSample, c0 = (u % L.blocksPerSample) * W
             let xs = x + sample * P * C + c0, ys = y + sample * P * C + c0
             let g0 = sample * L.groups + c0 / cg
-            let partial = scratch + u * 5 * W, total = partial + W, cmean = total + W
+            let sum = scratch + u * 5 * W, squares = sum + W, cmean = squares + W
             let cscale = cmean + W, cshift = cscale + W
 
-            sumColumns(rows: P, width: W, total: total, partial: partial) { r, c, n in loadLanes(xs + r * C + c, n) }
+            // Shifted by the sample's first row (position 0).
+            forEachLaneBlock(width: W, ShiftedMomentsKernel(x: xs, rows: P, stride: C, shift: xs, sum: sum,
+                                                            squares: squares))
             for j in 0..<L.groupsPerBlock {
-                let m = Float(sumStrided(total + j * cg, count: cg, stride: 1) / count)
-                mean[g0 + j] = m
-                (cmean + j * cg).update(repeating: m, count: cg)
-            }
-            sumColumns(rows: P, width: W, total: total, partial: partial) { r, c, n in
-                let d = loadLanes(xs + r * C + c, n) - loadLanes(cmean + c, n)
-                return d * d
-            }
-            for j in 0..<L.groupsPerBlock {
-                let variance = sumStrided(total + j * cg, count: cg, stride: 1) / count
+                let cs = j * cg
+                let (m, variance) = shiftedMoments(shift: xs + cs, sum: sum + cs, squares: squares + cs,
+                                                   channels: cg, count: P)
                 let rs = Float(1 / (variance + Double(eps)).squareRoot())
+                mean[g0 + j] = Float(m)
                 rstd[g0 + j] = rs
-                for c in j * cg..<(j + 1) * cg {
+                for c in cs..<cs + cg {
+                    cmean[c] = Float(m)
                     cscale[c] = rs * (weight?[c0 + c] ?? 1)
                     cshift[c] = bias?[c0 + c] ?? 0
                 }
             }
-            for r in 0..<P {
-                let xr = xs + r * C, yr = ys + r * C
-                var c = 0
-                while c < W {
-                    let n = min(16, W - c)
-                    let z = (loadLanes(xr + c, n) - loadLanes(cmean + c, n)) * loadLanes(cscale + c, n) + loadLanes(cshift + c, n)
-                    storeLanes(A.apply(z), yr + c, n)
-                    c += 16
-                }
-            }
+            forEachLaneBlock(width: W, NormalizeKernel<A>(x: xs, y: ys, rows: P, stride: C, mean: cmean,
+                                                          scale: cscale, shift: cshift))
         }
     }
 }
@@ -139,7 +126,7 @@ func groupNormBackward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, g: Te
     let dxTensor = needX ? Tensor(uninitialized: x.shape) : nil
     // Per-sample Σdz (db) and Σdz·x̂ (dw), added over samples in order at the end.
     let parts = Tensor(uninitialized: [2, L.samples, C])
-    let scratchTensor = Tensor(uninitialized: [L.units, 9 * W])
+    let scratchTensor = Tensor(uninitialized: [L.units, 7 * W])
     let px = x.data, pg = g.data, pdx = dxTensor?.data, pw = weight?.data, pb = bias?.data
     let dbPart = parts.data, dwPart = parts.data + L.samples * C
     let mean = stats.data, rstd = stats.data + L.samples * L.groups
@@ -151,8 +138,7 @@ func groupNormBackward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, g: Te
             let offset = sample * P * C + c0
             let xs = px + offset, gs = pg + offset, dxs = pdx.map { $0 + offset }
             let g0 = sample * L.groups + c0 / cg
-            let partial = scratch + u * 9 * W, partial2 = partial + W, cmean = partial2 + W
-            let crs = cmean + W, cscale = crs + W, cshift = cscale + W
+            let cmean = scratch + u * 7 * W, crs = cmean + W, cscale = crs + W, cshift = cscale + W
             let coefA = cshift + W, coefB = coefA + W, coefC = coefB + W
             let sumDz = dbPart + sample * C + c0, sumDzXhat = dwPart + sample * C + c0
             for j in 0..<L.groupsPerBlock {
@@ -164,18 +150,9 @@ func groupNormBackward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, g: Te
                     cshift[c] = pb?[c0 + c] ?? 0
                 }
             }
-            let keepDz = !A.isIdentity && dxs != nil
-            sumColumnsPair(rows: P, width: W, total: sumDz, total2: sumDzXhat, partial: partial, partial2: partial2) { r, c, n in
-                let o = r * C + c
-                let centred = loadLanes(xs + o, n) - loadLanes(cmean + c, n)
-                let xhat = centred * loadLanes(crs + c, n)
-                var dz = loadLanes(gs + o, n)
-                if !A.isIdentity {
-                    dz = A.gradient(dz, centred * loadLanes(cscale + c, n) + loadLanes(cshift + c, n))
-                    if keepDz { storeLanes(dz, dxs! + o, n) }
-                }
-                return (dz, dz * xhat)
-            }
+            forEachLaneBlock(width: W, GradientSumsKernel<A>(
+                x: xs, g: gs, dzOut: A.isIdentity ? nil : dxs, rows: P, stride: C, mean: cmean, rstd: crs,
+                scale: cscale, shift: cshift, sumDz: sumDz, sumDzXhat: sumDzXhat))
             guard let dxs else { continue }
             for j in 0..<L.groupsPerBlock {
                 var a = 0.0, b = 0.0
@@ -191,31 +168,14 @@ func groupNormBackward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, g: Te
                     coefC[c] = Float(Double(rs) * a * inverseCount)
                 }
             }
-            let dzs = A.isIdentity ? gs : dxs
-            for r in 0..<P {
-                let o = r * C
-                var c = 0
-                while c < W {
-                    let n = min(16, W - c)
-                    let centred = loadLanes(xs + o + c, n) - loadLanes(cmean + c, n)
-                    let dx = loadLanes(coefA + c, n) * loadLanes(dzs + o + c, n)
-                        - loadLanes(coefB + c, n) * centred - loadLanes(coefC + c, n)
-                    storeLanes(dx, dxs + o + c, n)
-                    c += 16
-                }
-            }
+            forEachLaneBlock(width: W, InputGradientKernel(
+                dz: A.isIdentity ? gs : dxs, x: xs, dx: dxs, rows: P, stride: C, mean: cmean,
+                a: coefA, b: coefB, k: coefC))
         }
     }
-    let dw = needW ? sumOverSamples(dwPart, samples: L.samples, channels: C) : nil
-    let db = needB ? sumOverSamples(dbPart, samples: L.samples, channels: C) : nil
+    let dw = needW ? sumOverParts(dwPart, parts: L.samples, channels: C) : nil
+    let db = needB ? sumOverParts(dbPart, parts: L.samples, channels: C) : nil
     return (dxTensor, dw, db)
-}
-
-/// [C] = Σ over the leading axis of a [samples, C] buffer, in sample order, in double.
-func sumOverSamples(_ p: UnsafeMutablePointer<Float>, samples: Int, channels: Int) -> Tensor {
-    let out = Tensor(uninitialized: [channels])
-    for c in 0..<channels { out.data[c] = Float(sumStrided(p + c, count: samples, stride: channels)) }
-    return out
 }
 
 /// The same gradients from differentiable ops (when building a graph: WGAN-GP, R1).

@@ -1,7 +1,7 @@
 /// Layer normalisation over the last axis (transformer blocks, DiT).
 ///
-/// Each row is short enough to stay in L1, so the forward takes two passes over it for
-/// the statistics (mean, then squared deviations) and one to write. The backward's
+/// Each row is short enough to stay in L1: the forward takes one pass over it for shifted
+/// moments (mean and variance) and one to write. The backward's
 /// weight and bias gradients are column sums over rows: each fixed block of rows (set by
 /// the shape, not the thread count) writes its own partial sums, added in block order.
 
@@ -32,40 +32,47 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
     }
 }
 
-/// Σ term(i) over a row of `n` floats; lanes past the end count as zero.
-@inline(__always)
-func sumRow(_ n: Int, _ term: (_ i: Int, _ lanes: Int) -> Float16x) -> Float {
-    sumLanes(n) { i, lanes in
-        var t = term(i, lanes)
-        if lanes < 16 { for k in lanes..<16 { t[k] = 0 } }
-        return t
-    }
-}
-
 func layerNormForward(x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
                       weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?,
                       mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                       rows R: Int, width D: Int, eps: Float) {
+    // Missing weight and bias as ones and zeros, so the row loops have no branches.
+    let affine = Tensor(uninitialized: [2, D])
+    let scale = weight ?? affine.data, shift = bias ?? affine.data + D
+    if weight == nil { scale.update(repeating: 1, count: D) }
+    if bias == nil { shift.update(repeating: 0, count: D) }
     Parallel.forRange(R, grain: max(1, 16384 / D)) { range in
         for r in range {
             let xr = x + r * D, yr = y + r * D
-            let m = sumRow(D) { i, n in loadLanes(xr + i, n) } / Float(D)
-            let variance = sumRow(D) { i, n in
-                let d = loadLanes(xr + i, n) - m
-                return d * d
-            } / Float(D)
-            let rs = Float(1 / (Double(variance) + Double(eps)).squareRoot())
-            mean[r] = m
-            rstd[r] = rs
+            // One pass of moments shifted by the row's first value (see `shiftedMoments`);
+            // explicit loops, since closures here were not inlined.
+            let k = xr[0]
+            var s1 = Float16x(repeating: 0), s2 = Float16x(repeating: 0)
             var i = 0
-            while i < D {
-                let n = min(16, D - i)
-                var v = (loadLanes(xr + i, n) - m) * rs
-                if let weight { v = v * loadLanes(weight + i, n) }
-                if let bias { v = v + loadLanes(bias + i, n) }
-                storeLanes(v, yr + i, n)
+            while i + 16 <= D {
+                let d = loadLanes(xr + i, 16) - k
+                s1 += d
+                s2 += d * d
                 i += 16
             }
+            var t1: Float = 0, t2: Float = 0
+            for j in i..<D {
+                t1 += xr[j] - k
+                t2 += (xr[j] - k) * (xr[j] - k)
+            }
+            let offset = Double(laneSum(s1) + t1) / Double(D)  // mean − k
+            let m = Float(Double(k) + offset)
+            let variance = max(0, Double(laneSum(s2) + t2) / Double(D) - offset * offset)
+            let rs = Float(1 / (variance + Double(eps)).squareRoot())
+            mean[r] = m
+            rstd[r] = rs
+            i = 0
+            while i + 16 <= D {
+                let xhat: Float16x = (loadLanes(xr + i, 16) - m) * rs
+                storeLanes(xhat * loadLanes(scale + i, 16) + loadLanes(shift + i, 16), yr + i, 16)
+                i += 16
+            }
+            for j in i..<D { yr[j] = (xr[j] - m) * rs * scale[j] + shift[j] }
         }
     }
 }
@@ -79,7 +86,9 @@ func layerNormBackward(g: Tensor, x: Tensor, weight: Tensor?, stats: Tensor, row
     let needAffine = needW || needB
     let dxTensor = needX ? Tensor(uninitialized: x.shape) : nil
     let parts = needAffine ? Tensor(uninitialized: [2, blocks, D]) : nil
-    let px = x.data, pg = g.data, pdx = dxTensor?.data, pw = weight?.data
+    let px = x.data, pg = g.data, pdx = dxTensor?.data
+    let ones = weight == nil ? Tensor(repeating: 1, shape: [D]) : nil
+    let pw = weight?.data ?? ones!.data  // no branches on a missing weight in the loops
     let mean = stats.data, rstd = stats.data + R
     let dbPart = parts?.data, dwPart = parts.map { $0.data + blocks * D }
     let inverseD = 1 / Float(D)
@@ -91,40 +100,50 @@ func layerNormBackward(g: Tensor, x: Tensor, weight: Tensor?, stats: Tensor, row
             for r in blk * rowsPerBlock..<min(R, (blk + 1) * rowsPerBlock) {
                 let xr = px + r * D, gr = pg + r * D
                 let m = mean[r], rs = rstd[r]
-                var a: Float = 0, b: Float = 0
-                if needX {
+                if let pdx {
                     var accA = Float16x(repeating: 0), accB = Float16x(repeating: 0)
                     var i = 0
-                    while i < D {
-                        let n = min(16, D - i)
-                        var dxhat = loadLanes(gr + i, n)
-                        if let pw { dxhat = dxhat * loadLanes(pw + i, n) }
-                        accA += dxhat  // padded lanes are zero: g was loaded as zero there
-                        accB += dxhat * (loadLanes(xr + i, n) - m) * rs
+                    while i + 16 <= D {
+                        let dxhat = loadLanes(gr + i, 16) * loadLanes(pw + i, 16)
+                        let xhat = (loadLanes(xr + i, 16) - m) * rs
+                        accA += dxhat
+                        accB += dxhat * xhat
                         i += 16
                     }
-                    a = accA.sum() * inverseD
-                    b = accB.sum() * inverseD
+                    var tailA: Float = 0, tailB: Float = 0
+                    for j in i..<D {
+                        tailA += gr[j] * pw[j]
+                        tailB += gr[j] * pw[j] * ((xr[j] - m) * rs)
+                    }
+                    let a = (laneSum(accA) + tailA) * inverseD, b = (laneSum(accB) + tailB) * inverseD
+                    let dxr = pdx + r * D
+                    i = 0
+                    while i + 16 <= D {
+                        let xhat = (loadLanes(xr + i, 16) - m) * rs
+                        let dxhat = loadLanes(gr + i, 16) * loadLanes(pw + i, 16)
+                        storeLanes((dxhat - a - xhat * b) * rs, dxr + i, 16)
+                        i += 16
+                    }
+                    for j in i..<D { dxr[j] = (gr[j] * pw[j] - a - (xr[j] - m) * rs * b) * rs }
                 }
-                var i = 0
-                while i < D {
-                    let n = min(16, D - i)
-                    let gv = loadLanes(gr + i, n)
-                    let xhat = (loadLanes(xr + i, n) - m) * rs
-                    if let pdx {
-                        let dxhat = pw.map { gv * loadLanes($0 + i, n) } ?? gv
-                        storeLanes((dxhat - a - xhat * b) * rs, pdx + r * D + i, n)
+                if let dwp, let dbp {
+                    var i = 0
+                    while i + 16 <= D {
+                        let gv = loadLanes(gr + i, 16)
+                        let xhat = (loadLanes(xr + i, 16) - m) * rs
+                        storeLanes(loadLanes(dwp + i, 16) + gv * xhat, dwp + i, 16)
+                        storeLanes(loadLanes(dbp + i, 16) + gv, dbp + i, 16)
+                        i += 16
                     }
-                    if let dwp, let dbp {
-                        storeLanes(loadLanes(dwp + i, n) + gv * xhat, dwp + i, n)
-                        storeLanes(loadLanes(dbp + i, n) + gv, dbp + i, n)
+                    for j in i..<D {
+                        dwp[j] += gr[j] * ((xr[j] - m) * rs)
+                        dbp[j] += gr[j]
                     }
-                    i += 16
                 }
             }
         }
     }
-    let dw = needW ? sumOverSamples(dwPart!, samples: blocks, channels: D) : nil
-    let db = needB ? sumOverSamples(dbPart!, samples: blocks, channels: D) : nil
+    let dw = needW ? sumOverParts(dwPart!, parts: blocks, channels: D) : nil
+    let db = needB ? sumOverParts(dbPart!, parts: blocks, channels: D) : nil
     return (dxTensor, dw, db)
 }

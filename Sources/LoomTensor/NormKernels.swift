@@ -1,7 +1,72 @@
-/// Building blocks shared by group, layer and batch normalisation: 16-lane loads with a
-/// padded tail (odd channel counts), per-column sums with fixed blocking, the activation
-/// fused into group norm, and the differentiable (composite) formulas that the backward
-/// passes use while a graph is being built (second order).
+/// The vectorised passes that group and batch normalisation are made of.
+///
+/// Both ops see their input as slabs of `rows` rows × `width` channels (rows `stride`
+/// floats apart): a (sample, run of groups) unit for group norm, a block of rows for batch
+/// norm. A pass walks the rows in memory order over 64, 32 or 16 channels at a time
+/// (`LaneBlock`, so per-channel coefficients and accumulators stay in
+/// registers and reads stream), with a padded 16-lane block for odd channel counts.
+/// Every channel is summed in row order, in float per 64 rows and then added up, so
+/// results depend only on the data, never on how channels were split into blocks or on
+/// the thread count.
+
+/// A block of channels that a pass processes at once: 16 lanes, or pairs of blocks (32,
+/// 64). Pairs of SIMD16 values rather than SIMD32/SIMD64, which LLVM handles poorly
+/// (spills through huge stack frames).
+protocol LaneBlock {
+    /// Lanes in the block.
+    static var width: Int { get }
+    /// All lanes zero.
+    static var zero: Self { get }
+    /// `lanes` floats from `p` (the rest zero); only a 16-lane block is ever partial.
+    static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self
+    /// Stores the first `lanes` lanes at `p`.
+    func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int)
+    /// Applies a 16-lane function to each 16-lane part.
+    func map16(_ f: (Float16x) -> Float16x) -> Self
+    /// Applies a two-argument 16-lane function part by part.
+    func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self
+    /// Lane-wise arithmetic (members, not global generic operators, which would slow down
+    /// type-checking of every `+` in the module).
+    static func + (a: Self, b: Self) -> Self
+    static func - (a: Self, b: Self) -> Self
+    static func * (a: Self, b: Self) -> Self
+    static func += (a: inout Self, b: Self)
+}
+
+extension SIMD16: LaneBlock where Scalar == Float {
+    static var width: Int { 16 }
+    static var zero: Self { Self(repeating: 0) }
+    @inline(__always) static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self { loadLanes(p, lanes) }
+    @inline(__always) func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) { storeLanes(self, p, lanes) }
+    @inline(__always) func map16(_ f: (Float16x) -> Float16x) -> Self { f(self) }
+    @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self { f(self, other) }
+}
+
+/// Two blocks side by side (always full).
+struct LanePair<Half: LaneBlock>: LaneBlock {
+    var low: Half, high: Half
+
+    static var width: Int { 2 * Half.width }
+    static var zero: Self { Self(low: .zero, high: .zero) }
+    @inline(__always) static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self {
+        Self(low: .load(p, Half.width), high: .load(p + Half.width, Half.width))
+    }
+    @inline(__always) func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
+        low.store(p, Half.width)
+        high.store(p + Half.width, Half.width)
+    }
+    @inline(__always) func map16(_ f: (Float16x) -> Float16x) -> Self {
+        Self(low: low.map16(f), high: high.map16(f))
+    }
+    @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self {
+        Self(low: low.map16(other.low, f), high: high.map16(other.high, f))
+    }
+    @inline(__always) static func + (a: Self, b: Self) -> Self { Self(low: a.low + b.low, high: a.high + b.high) }
+    @inline(__always) static func - (a: Self, b: Self) -> Self { Self(low: a.low - b.low, high: a.high - b.high) }
+    @inline(__always) static func * (a: Self, b: Self) -> Self { Self(low: a.low * b.low, high: a.high * b.high) }
+    @inline(__always) static func += (a: inout Self, b: Self) { a = a + b }
+}
+
 
 /// `n` floats (all 16 when n ≥ 16) as one vector; missing lanes are zero.
 @inline(__always)
@@ -12,6 +77,9 @@ func loadLanes(_ p: UnsafePointer<Float>, _ n: Int) -> Float16x {
     return v
 }
 
+@inline(__always)
+func loadLanes(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Float16x { loadLanes(UnsafePointer(p), n) }
+
 /// Stores the first `n` lanes of `v` (all 16 when n ≥ 16).
 @inline(__always)
 func storeLanes(_ v: Float16x, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -20,95 +88,186 @@ func storeLanes(_ v: Float16x, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
 }
 
 @inline(__always)
-func loadLanes(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> Float16x { loadLanes(UnsafePointer(p), n) }
+func load<V: LaneBlock>(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) -> V { V.load(UnsafePointer(p), lanes) }
+
+/// A pass over a slab, run on one block of channels at a time.
+protocol LaneBlockKernel {
+    /// Processes channels c..<c+lanes of every row (V holds `lanes` or, when partial, 16).
+    func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int)
+}
+
+/// Runs `kernel` over `width` channels in blocks of 32, then 16 (the last one possibly
+/// partial). Wider blocks measured no faster and spill without AVX-512's 32 registers.
+@inline(__always)
+func forEachLaneBlock<K: LaneBlockKernel>(width: Int, _ kernel: K) {
+    var c = 0
+    while width - c >= 32 { kernel.run(LanePair<Float16x>.self, c: c, lanes: 32); c += 32 }
+    while c < width { kernel.run(Float16x.self, c: c, lanes: min(16, width - c)); c += 16 }
+}
 
 /// Rows summed in float per block of this many before being added to the running total:
 /// the rounding error then grows with rows/64 + 64 instead of with the row count.
 let columnSumBlock = 64
 
-/// total[c] = Σ_r term(r, c) for c in 0..<width, where `term(r, c, n)` gives the 16 lanes
-/// starting at column c (n of them valid). Sums each column in row order, so the result
-/// depends on nothing but the data; `partial` is scratch of `width` floats.
+/// Σ term(r) over r in 0..<rows, lane by lane in row order, blocked by `columnSumBlock`.
 @inline(__always)
-func sumColumns(rows: Int, width: Int, total: UnsafeMutablePointer<Float>, partial: UnsafeMutablePointer<Float>,
-                _ term: (_ row: Int, _ c: Int, _ n: Int) -> Float16x) {
-    total.update(repeating: 0, count: width)
+func columnSum<V: LaneBlock>(rows: Int, _ term: (_ row: Int) -> V) -> V {
+    var total = V.zero
     var r0 = 0
     while r0 < rows {
         let r1 = min(rows, r0 + columnSumBlock)
-        partial.update(repeating: 0, count: width)
-        for r in r0..<r1 {
-            var c = 0
-            while c < width {
-                let n = min(16, width - c)
-                storeLanes(loadLanes(partial + c, n) + term(r, c, n), partial + c, n)
-                c += 16
-            }
-        }
-        for c in 0..<width { total[c] += partial[c] }
+        var acc = V.zero
+        for r in r0..<r1 { acc += term(r) }
+        total += acc
         r0 = r1
     }
+    return total
 }
 
-/// Two column sums at once (the backward passes need Σ dz and Σ dz·x̂ together).
+/// Two column sums at once.
 @inline(__always)
-func sumColumnsPair(rows: Int, width: Int, total: UnsafeMutablePointer<Float>, total2: UnsafeMutablePointer<Float>,
-                    partial: UnsafeMutablePointer<Float>, partial2: UnsafeMutablePointer<Float>,
-                    _ term: (_ row: Int, _ c: Int, _ n: Int) -> (Float16x, Float16x)) {
-    total.update(repeating: 0, count: width)
-    total2.update(repeating: 0, count: width)
+func columnSumPair<V: LaneBlock>(rows: Int, _ term: (_ row: Int) -> (V, V)) -> (V, V) {
+    var total = V.zero, total2 = V.zero
     var r0 = 0
     while r0 < rows {
         let r1 = min(rows, r0 + columnSumBlock)
-        partial.update(repeating: 0, count: width)
-        partial2.update(repeating: 0, count: width)
+        var acc = V.zero, acc2 = V.zero
         for r in r0..<r1 {
-            var c = 0
-            while c < width {
-                let n = min(16, width - c)
-                let (a, b) = term(r, c, n)
-                storeLanes(loadLanes(partial + c, n) + a, partial + c, n)
-                storeLanes(loadLanes(partial2 + c, n) + b, partial2 + c, n)
-                c += 16
-            }
+            let (a, b) = term(r)
+            acc += a
+            acc2 += b
         }
-        for c in 0..<width {
-            total[c] += partial[c]
-            total2[c] += partial2[c]
-        }
+        total += acc
+        total2 += acc2
         r0 = r1
     }
+    return (total, total2)
 }
 
-/// Σ term(i) over i in 0..<n with 16-lane accumulators (a row of layer norm).
-@inline(__always)
-func sumLanes(_ n: Int, _ term: (_ i: Int, _ lanes: Int) -> Float16x) -> Float {
-    var acc = Float16x(repeating: 0)
-    var i = 0
-    while i < n {
-        acc += term(i, min(16, n - i))
-        i += 16
+/// Shifted moments in one pass: sum[c] = Σ_rows (x − shift[c]) and squares[c] =
+/// Σ_rows (x − shift[c])². With the shift a value of the channel itself (its first row),
+/// both stay of the order of the spread, so the variance built from them does not cancel
+/// catastrophically when |mean| ≫ std (see `ShiftedMoments`).
+struct ShiftedMomentsKernel: LaneBlockKernel {
+    let x: UnsafeMutablePointer<Float>
+    let rows: Int, stride: Int
+    let shift: UnsafeMutablePointer<Float>
+    let sum: UnsafeMutablePointer<Float>, squares: UnsafeMutablePointer<Float>
+
+    @inline(__always) func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int) {
+        let k: V = load(shift + c, lanes)
+        let (s, q) = columnSumPair(rows: rows) { r -> (V, V) in
+            let d: V = load(x + r * stride + c, lanes) - k
+            return (d, d * d)
+        }
+        s.store(sum + c, lanes)
+        q.store(squares + c, lanes)
     }
-    return acc.sum()
 }
 
-/// Sums `count` floats spaced `stride` apart in double precision (the per-block partial
-/// sums of a reduction, added in block order).
-@inline(__always)
-func sumStrided(_ p: UnsafePointer<Float>, count: Int, stride: Int) -> Double {
-    var acc = 0.0
-    for i in 0..<count { acc += Double(p[i * stride]) }
-    return acc
+/// Mean and biased variance, in double, of `channels` channels of `count` values each from
+/// their shifts K and shifted moments S1 = Σ(x − K), S2 = Σ(x − K)²: per channel
+/// Σ(x − μ)² = S2 + 2(K − μ)·S1 + count·(K − μ)², every term of the order of the channel's
+/// spread when K is one of its values.
+func shiftedMoments(shift: UnsafePointer<Float>, sum: UnsafePointer<Float>, squares: UnsafePointer<Float>,
+                    channels: Int, count: Int) -> (mean: Double, variance: Double) {
+    let n = Double(count), total = n * Double(channels)
+    var shifted = 0.0
+    for c in 0..<channels { shifted += Double(sum[c]) + n * Double(shift[c]) }
+    let mean = shifted / total
+    var deviations = 0.0
+    for c in 0..<channels {
+        let d = Double(shift[c]) - mean
+        deviations += Double(squares[c]) + 2 * d * Double(sum[c]) + n * d * d
+    }
+    return (mean, max(0, deviations / total))
 }
 
-/// An activation fused into group norm's passes (the U-Net's GroupNorm → SiLU).
+/// sum[c] = Σ_rows x and squares[c] = Σ_rows x² (what synchronised batch norm all-reduces).
+struct SumAndSquaresKernel: LaneBlockKernel {
+    let x: UnsafeMutablePointer<Float>
+    let rows: Int, stride: Int
+    let sum: UnsafeMutablePointer<Float>, squares: UnsafeMutablePointer<Float>
+
+    @inline(__always) func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int) {
+        let (s, q) = columnSumPair(rows: rows) { r -> (V, V) in
+            let v: V = load(x + r * stride + c, lanes)
+            return (v, v * v)
+        }
+        s.store(sum + c, lanes)
+        q.store(squares + c, lanes)
+    }
+}
+
+/// y = act((x − mean[c])·scale[c] + shift[c]): the normalising pass of every forward.
+struct NormalizeKernel<A: NormActivation>: LaneBlockKernel {
+    let x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>
+    let rows: Int, stride: Int
+    let mean: UnsafeMutablePointer<Float>, scale: UnsafeMutablePointer<Float>, shift: UnsafeMutablePointer<Float>
+
+    @inline(__always) func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int) {
+        let m: V = load(mean + c, lanes), s: V = load(scale + c, lanes), b: V = load(shift + c, lanes)
+        for r in 0..<rows {
+            let o = r * stride + c
+            A.apply((load(x + o, lanes) - m) * s + b).store(y + o, lanes)
+        }
+    }
+}
+
+/// First backward pass: dz = act'(z)·g with z = (x − mean)·scale + shift as in the forward
+/// (written to `dzOut` when the activation is not the identity), and per channel Σdz and
+/// Σdz·x̂ with x̂ = (x − mean)·rstd.
+struct GradientSumsKernel<A: NormActivation>: LaneBlockKernel {
+    let x: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, dzOut: UnsafeMutablePointer<Float>?
+    let rows: Int, stride: Int
+    let mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>
+    let scale: UnsafeMutablePointer<Float>, shift: UnsafeMutablePointer<Float>
+    let sumDz: UnsafeMutablePointer<Float>, sumDzXhat: UnsafeMutablePointer<Float>
+
+    @inline(__always) func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int) {
+        let m: V = load(mean + c, lanes), rs: V = load(rstd + c, lanes)
+        let s: V = load(scale + c, lanes), b: V = load(shift + c, lanes)
+        let (s1, s2) = columnSumPair(rows: rows) { r -> (V, V) in
+            let o = r * stride + c
+            let centred = load(x + o, lanes) - m
+            var dz: V = load(g + o, lanes)
+            if !A.isIdentity {
+                dz = A.gradient(dz, centred * s + b)
+                if let dzOut { dz.store(dzOut + o, lanes) }
+            }
+            return (dz, dz * (centred * rs))
+        }
+        s1.store(sumDz + c, lanes)
+        s2.store(sumDzXhat + c, lanes)
+    }
+}
+
+/// Second backward pass: dx = a[c]·dz − b[c]·(x − mean[c]) − k[c], the normalisation's
+/// input gradient with its per-channel (or per-group) constants folded in.
+struct InputGradientKernel: LaneBlockKernel {
+    let dz: UnsafeMutablePointer<Float>, x: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>
+    let rows: Int, stride: Int
+    let mean: UnsafeMutablePointer<Float>
+    let a: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>
+
+    @inline(__always) func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int) {
+        let m: V = load(mean + c, lanes), av: V = load(a + c, lanes)
+        let bv: V = load(b + c, lanes), kv: V = load(k + c, lanes)
+        for r in 0..<rows {
+            let o = r * stride + c
+            (av * load(dz + o, lanes) - bv * (load(x + o, lanes) - m) - kv).store(dx + o, lanes)
+        }
+    }
+}
+
+/// An activation fused into the normalising pass (the U-Net's GroupNorm → SiLU).
 protocol NormActivation {
     /// Whether the activation is the identity (the backward then reads g directly).
     static var isIdentity: Bool { get }
     /// y = act(z).
-    static func apply(_ z: Float16x) -> Float16x
+    static func apply<V: LaneBlock>(_ z: V) -> V
     /// dL/dz from dL/dy = g at pre-activation z.
-    static func gradient(_ g: Float16x, _ z: Float16x) -> Float16x
+    static func gradient<V: LaneBlock>(_ g: V, _ z: V) -> V
     /// act(z) with differentiable ops (the composite backward).
     static func apply(_ z: Tensor) -> Tensor
     /// dL/dz with differentiable ops.
@@ -117,18 +276,20 @@ protocol NormActivation {
 
 enum NoActivation: NormActivation {
     static var isIdentity: Bool { true }
-    @inline(__always) static func apply(_ z: Float16x) -> Float16x { z }
-    @inline(__always) static func gradient(_ g: Float16x, _ z: Float16x) -> Float16x { g }
+    @inline(__always) static func apply<V: LaneBlock>(_ z: V) -> V { z }
+    @inline(__always) static func gradient<V: LaneBlock>(_ g: V, _ z: V) -> V { g }
     static func apply(_ z: Tensor) -> Tensor { z }
     static func gradient(_ g: Tensor, _ z: Tensor) -> Tensor { g }
 }
 
 enum SiLUActivation: NormActivation {
     static var isIdentity: Bool { false }
-    @inline(__always) static func apply(_ z: Float16x) -> Float16x { z * simdSigmoid(z) }
-    @inline(__always) static func gradient(_ g: Float16x, _ z: Float16x) -> Float16x {
-        let s = simdSigmoid(z)
-        return g * s * (1 + z * (1 - s))
+    @inline(__always) static func apply<V: LaneBlock>(_ z: V) -> V { z.map16 { $0 * simdSigmoid($0) } }
+    @inline(__always) static func gradient<V: LaneBlock>(_ g: V, _ z: V) -> V {
+        g.map16(z) { g, z in
+            let s = simdSigmoid(z)
+            return g * s * (1 + z * (1 - s))
+        }
     }
     static func apply(_ z: Tensor) -> Tensor { z.silu() }
     static func gradient(_ g: Tensor, _ z: Tensor) -> Tensor {
@@ -137,70 +298,26 @@ enum SiLUActivation: NormActivation {
     }
 }
 
-/// The differentiable pieces of a normalisation, on a view `v` of the input whose axes of
-/// extent 1 in `statShape` are the ones reduced over.
-enum NormComposite {
-    /// x̂ = (v − mean)/std and std = √(var + eps), statistics over the reduced axes.
-    static func normalize(_ v: Tensor, statShape: [Int], eps: Float) -> (xhat: Tensor, std: Tensor) {
-        let inv = 1 / Float(v.count / max(1, statShape.reduce(1, *)))
-        let centred = v - v.summed(to: statShape) * inv
-        let std = ((centred * centred).summed(to: statShape) * inv + eps).sqrt()
-        return (centred / std, std)
-    }
-
-    /// Gradients of y = x̂·w + b given dL/dy = `gz` (same shape as `xhat`): dx through the
-    /// statistics (means over the reduced axes), dw and db summed to `affineShape`.
-    /// `weight` is already shaped to broadcast against `xhat`.
-    static func backward(gz: Tensor, xhat: Tensor, std: Tensor, weight: Tensor?, statShape: [Int],
-                         affineShape: [Int], throughStatistics: Bool,
-                         needX: Bool, needW: Bool, needB: Bool) -> (dx: Tensor?, dw: Tensor?, db: Tensor?) {
-        let dw = needW ? (gz * xhat).summed(to: affineShape) : nil
-        let db = needB ? gz.summed(to: affineShape) : nil
-        guard needX else { return (nil, dw, db) }
-        let dxhat = weight.map { gz * $0 } ?? gz
-        guard throughStatistics else { return (dxhat / std, dw, db) }
-        let inv = 1 / Float(xhat.count / max(1, statShape.reduce(1, *)))
-        let meanDxhat = dxhat.summed(to: statShape) * inv
-        let meanDxhatXhat = (dxhat * xhat).summed(to: statShape) * inv
-        return ((dxhat - meanDxhat - xhat * meanDxhatXhat) / std, dw, db)
-    }
+/// The lanes of `v` added in lane order (`SIMD.sum()` is a generic, unspecialised call).
+@inline(__always)
+func laneSum(_ v: Float16x) -> Float {
+    let h = v.lowHalf + v.highHalf
+    let q = h.lowHalf + h.highHalf
+    return (q[0] + q[2]) + (q[1] + q[3])
 }
 
-/// Where weight and bias sit in an op's input list (they are optional).
-struct AffineInputs {
-    let inputs: [Tensor]
-    let weightIndex: Int?
-    let biasIndex: Int?
-
-    init(_ x: Tensor, _ weight: Tensor?, _ bias: Tensor?) {
-        var inputs = [x]
-        var wi: Int?, bi: Int?
-        if let weight { wi = inputs.count; inputs.append(weight) }
-        if let bias { bi = inputs.count; inputs.append(bias) }
-        self.inputs = inputs
-        weightIndex = wi
-        biasIndex = bi
-    }
-
-    func needW(_ needs: [Bool]) -> Bool { weightIndex.map { needs[$0] } ?? false }
-    func needB(_ needs: [Bool]) -> Bool { biasIndex.map { needs[$0] } ?? false }
-
-    /// The backward result in input order, each gradient in its input's shape.
-    func gradients(dx: Tensor?, dw: Tensor?, db: Tensor?) -> [Tensor?] {
-        var out: [Tensor?] = [dx.map { shaped($0, like: inputs[0]) }]
-        if let weightIndex { out.append(dw.map { shaped($0, like: inputs[weightIndex]) }) }
-        if let biasIndex { out.append(db.map { shaped($0, like: inputs[biasIndex]) }) }
-        return out
-    }
-
-    private func shaped(_ t: Tensor, like input: Tensor) -> Tensor {
-        t.shape == input.shape ? t : t.reshaped(input.shape)
-    }
+/// Sums `count` floats spaced `stride` apart in double precision (per-block partial sums,
+/// added in block order).
+@inline(__always)
+func sumStrided(_ p: UnsafePointer<Float>, count: Int, stride: Int) -> Double {
+    var acc = 0.0
+    for i in 0..<count { acc += Double(p[i * stride]) }
+    return acc
 }
 
-/// Checks that an affine parameter is a vector of `channels` values.
-func checkAffine(_ t: Tensor?, channels: Int, _ what: String, _ op: String) {
-    if let t {
-        precondition(t.count == channels, "\(op): \(what) has shape \(t.shape), expected [\(channels)]")
-    }
+/// [C] = Σ over the leading axis of a [parts, C] buffer, in order, in double.
+func sumOverParts(_ p: UnsafeMutablePointer<Float>, parts: Int, channels: Int) -> Tensor {
+    let out = Tensor(uninitialized: [channels])
+    for c in 0..<channels { out.data[c] = Float(sumStrided(p + c, count: parts, stride: channels)) }
+    return out
 }

@@ -72,6 +72,18 @@ enum NormReference {
         #expect(zip(fused.array, composed.array).allSatisfy { abs($0 - $1) <= 1e-5 })
     }
 
+    /// Statistics come from one pass of shifted moments: they must not cancel when the mean
+    /// dwarfs the spread (a naive E[x²] − E[x]² in float loses every digit here).
+    @Test func largeMeanDoesNotCancel() {
+        var s = RandomStream(key: 15)
+        let x = Tensor.normal([3, 4, 4, 24], mean: 1000, std: 0.5, stream: &s)
+        let gn = groupNorm(x, groups: 4, weight: nil, bias: nil)
+        #expect(NormReference.maxDifference(gn, NormReference.groupNorm(x, groups: 4, weight: nil, bias: nil)) < 2e-4)
+        let bn = batchNorm(x, weight: nil, bias: nil, runningMean: .zeros([24]), runningVar: .ones([24]), training: true)
+        let perChannel = NormReference.groupNorm(x.reshaped([1, 48, 24]), groups: 24, weight: nil, bias: nil)
+        #expect(NormReference.maxDifference(bn, perChannel) < 2e-4)
+    }
+
     @Test(arguments: [([2, 3, 2, 15], 5), ([2, 2, 2, 34], 2), ([8, 2, 1, 36], 4)] as [([Int], Int)])
     func groupNormGradients(shape: [Int], groups: Int) {
         let c = shape.last!
@@ -116,9 +128,10 @@ enum NormReference {
     }
 
     @Test func resultsDoNotDependOnThreadCount() {
-        let xs = GradCheck.inputs([[4, 4, 4, 32], [32], [32]], seed: 4)
+        // Large enough that every op splits its work across threads.
+        let xs = GradCheck.inputs([[16, 16, 16, 32], [32], [32]], seed: 4)
         var s = RandomStream(key: 10)
-        let g = Tensor.normal([4, 4, 4, 32], stream: &s)
+        let g = Tensor.normal([16, 16, 16, 32], stream: &s)
         func run() -> [[Float]] {
             let y = groupNormSiLU(xs[0], groups: 8, weight: xs[1], bias: xs[2])
             let l = layerNorm(xs[0], weight: xs[1], bias: xs[2])
