@@ -11,8 +11,9 @@
 
 /// A block of channels that a pass processes at once: 16 lanes, or pairs of blocks (32,
 /// 64). Pairs of SIMD16 values rather than SIMD32/SIMD64, which LLVM handles poorly
-/// (spills through huge stack frames).
-protocol LaneBlock {
+/// (spills through huge stack frames). Public only because SIMD16<Float> conforms, and the
+/// `@_transparent` SIMD math may reference only public witnesses of its operators.
+public protocol LaneBlock {
     /// Lanes in the block.
     static var width: Int { get }
     /// All lanes zero.
@@ -34,12 +35,12 @@ protocol LaneBlock {
 }
 
 extension SIMD16: LaneBlock where Scalar == Float {
-    static var width: Int { 16 }
-    static var zero: Self { Self(repeating: 0) }
-    @inline(__always) static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self { loadLanes(p, lanes) }
-    @inline(__always) func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) { storeLanes(self, p, lanes) }
-    @inline(__always) func map16(_ f: (Float16x) -> Float16x) -> Self { f(self) }
-    @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self { f(self, other) }
+    public static var width: Int { 16 }
+    public static var zero: Self { Self(repeating: 0) }
+    @inline(__always) public static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self { loadLanes(p, lanes) }
+    @inline(__always) public func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) { storeLanes(self, p, lanes) }
+    @inline(__always) public func map16(_ f: (Float16x) -> Float16x) -> Self { f(self) }
+    @inline(__always) public func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self { f(self, other) }
 }
 
 /// Two blocks side by side (always full).
