@@ -12,10 +12,13 @@ import Testing
         var overlap: Bool
         /// Bucket capacity in bytes; nil for the default (everything in one bucket).
         var bucketBytes: Int?
+        /// Gradient accumulation: backward passes before each synchronize.
+        var microBatches = 1
 
         var testDescription: String {
             "\(ranks) ranks over \(tcp ? "TCP" : "shared memory"), overlap \(overlap ? "on" : "off"), "
                 + (bucketBytes.map { "\($0)-byte buckets" } ?? "default buckets")
+                + (microBatches > 1 ? ", \(microBatches) micro-batches" : "")
         }
 
         var mpiFlags: [String] { ["--mca", "btl", tcp ? "self,tcp" : "self,vader"] }
@@ -31,10 +34,14 @@ import Testing
         Setup(ranks: 2, tcp: true, overlap: true, bucketBytes: 256),
         Setup(ranks: 4, tcp: true, overlap: false, bucketBytes: nil),
         Setup(ranks: 4, tcp: true, overlap: true, bucketBytes: 256),
+        // Several backward passes per synchronize: buckets sent during the first must be resent.
+        Setup(ranks: 2, tcp: false, overlap: true, bucketBytes: nil, microBatches: 2),
+        Setup(ranks: 4, tcp: true, overlap: true, bucketBytes: 256, microBatches: 2),
     ]
 
     static func ddpArguments(_ s: Setup, extra: [String] = []) -> [String] {
-        ["selftest", "ddp", "--steps", "20", "--batch", "2"] + (s.overlap ? ["--overlap"] : [])
+        ["selftest", "ddp", "--steps", "20", "--batch", "\(2 * s.microBatches)", "--micro-batches", "\(s.microBatches)"]
+            + (s.overlap ? ["--overlap"] : [])
             + (s.bucketBytes.map { ["--bucket-bytes", "\($0)"] } ?? []) + extra
     }
 
