@@ -17,6 +17,7 @@ public final class GradientReducer {
         var buffer: Tensor?
         var pendingGradients = 0
         var inFlight: PendingCollective?
+        var stale = false              // a member's gradient changed after the bucket was packed
     }
 
     let communicator: Communicator
@@ -64,6 +65,9 @@ public final class GradientReducer {
         let b = bucketOf[i]
         buckets[b].pendingGradients -= 1
         if buckets[b].pendingGradients == 0 { launch(b) }
+        // Another backward before `synchronize()` (gradient accumulation) added to a gradient
+        // that is already on its way: the bucket must be sent again with the final values.
+        if buckets[b].pendingGradients < 0 { buckets[b].stale = true }
     }
 
     private func launch(_ b: Int) {
@@ -108,6 +112,14 @@ public final class GradientReducer {
                 if buckets[b].pendingGradients > 0 { launch(b) }
                 try buckets[b].inFlight?.wait()
                 buckets[b].inFlight = nil
+                if buckets[b].stale {
+                    // Every rank ran the same backward passes, so all agree on staleness.
+                    buckets[b].stale = false
+                    pack(b)
+                    if communicator.size > 1 {
+                        try communicator.allReduceSum(buckets[b].buffer!.data, count: buckets[b].count)
+                    }
+                }
             } else {
                 pack(b)
                 if communicator.size > 1 {
