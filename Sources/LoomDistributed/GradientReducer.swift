@@ -61,7 +61,12 @@ public final class GradientReducer {
     /// Number of buckets and their sizes in elements (for logs and tests).
     public var bucketSizes: [Int] { buckets.map(\.count) }
 
+    /// False while accumulating gradients over micro-batches that are not the last (PyTorch's
+    /// `no_sync`): hooks then start nothing, so overlapped buckets go out once, with the sum.
+    public var startsDuringBackward = true
+
     func gradientReady(_ i: Int) {
+        guard startsDuringBackward else { return }
         let b = bucketOf[i]
         buckets[b].pendingGradients -= 1
         if buckets[b].pendingGradients == 0 { launch(b) }

@@ -87,7 +87,9 @@ public final class DiffusionTask {
         model.train()
         var total = 0.0
         let scale = 1 / Float(microBatches.count)
-        for batch in microBatches {
+        for (k, batch) in microBatches.enumerated() {
+            // Overlapped all-reduces start only during the last micro-batch's backward.
+            reducer?.startsDuringBackward = k == microBatches.count - 1
             var labels: [Int]? = nil
             if config.model.classes > 0 {
                 labels = labelDropout(labels: batch.labels, p: config.diffusion.labelDropout,
