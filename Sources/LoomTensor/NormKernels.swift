@@ -11,9 +11,8 @@
 
 /// A block of channels that a pass processes at once: 16 lanes, or pairs of blocks (32,
 /// 64). Pairs of SIMD16 values rather than SIMD32/SIMD64, which LLVM handles poorly
-/// (spills through huge stack frames). Public only because SIMD16<Float> conforms, and the
-/// `@_transparent` SIMD math may reference only public witnesses of its operators.
-public protocol LaneBlock {
+/// (spills through huge stack frames).
+protocol LaneBlock {
     /// Lanes in the block.
     static var width: Int { get }
     /// All lanes zero.
@@ -34,13 +33,21 @@ public protocol LaneBlock {
     static func += (a: inout Self, b: Self)
 }
 
-extension SIMD16: LaneBlock where Scalar == Float {
-    public static var width: Int { 16 }
-    public static var zero: Self { Self(repeating: 0) }
-    @inline(__always) public static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self { loadLanes(p, lanes) }
-    @inline(__always) public func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) { storeLanes(self, p, lanes) }
-    @inline(__always) public func map16(_ f: (Float16x) -> Float16x) -> Self { f(self) }
-    @inline(__always) public func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self { f(self, other) }
+/// 16 lanes (possibly partial). A wrapper rather than a conformance of SIMD16 itself, so
+/// that LaneBlock's internal operators never compete with SIMD's public ones for Float16x.
+struct Lanes16: LaneBlock {
+    var v: Float16x
+
+    static var width: Int { 16 }
+    static var zero: Self { Self(v: Float16x(repeating: 0)) }
+    @inline(__always) static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self { Self(v: loadLanes(p, lanes)) }
+    @inline(__always) func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) { storeLanes(v, p, lanes) }
+    @inline(__always) func map16(_ f: (Float16x) -> Float16x) -> Self { Self(v: f(v)) }
+    @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self { Self(v: f(v, other.v)) }
+    @inline(__always) static func + (a: Self, b: Self) -> Self { Self(v: a.v + b.v) }
+    @inline(__always) static func - (a: Self, b: Self) -> Self { Self(v: a.v - b.v) }
+    @inline(__always) static func * (a: Self, b: Self) -> Self { Self(v: a.v * b.v) }
+    @inline(__always) static func += (a: inout Self, b: Self) { a.v += b.v }
 }
 
 /// Two blocks side by side (always full).
@@ -102,8 +109,8 @@ protocol LaneBlockKernel {
 @inline(__always)
 func forEachLaneBlock<K: LaneBlockKernel>(width: Int, _ kernel: K) {
     var c = 0
-    while width - c >= 32 { kernel.run(LanePair<Float16x>.self, c: c, lanes: 32); c += 32 }
-    while c < width { kernel.run(Float16x.self, c: c, lanes: min(16, width - c)); c += 16 }
+    while width - c >= 32 { kernel.run(LanePair<Lanes16>.self, c: c, lanes: 32); c += 32 }
+    while c < width { kernel.run(Lanes16.self, c: c, lanes: min(16, width - c)); c += 16 }
 }
 
 /// Rows summed in float per block of this many before being added to the running total:
