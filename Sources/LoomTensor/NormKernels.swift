@@ -2,16 +2,16 @@
 ///
 /// Both ops see their input as slabs of `rows` rows × `width` channels (rows `stride`
 /// floats apart): a (sample, run of groups) unit for group norm, a block of rows for batch
-/// norm. A pass walks the rows in memory order over 64, 32 or 16 channels at a time
-/// (`LaneBlock`, so per-channel coefficients and accumulators stay in
-/// registers and reads stream), with a padded 16-lane block for odd channel counts.
+/// norm. A pass walks the rows in memory order over 32 or 16 channels at a time
+/// (`LaneBlock`), so per-channel coefficients and accumulators stay in registers and the
+/// reads stream; a padded 16-lane block takes odd channel counts.
 /// Every channel is summed in row order, in float per 64 rows and then added up, so
 /// results depend only on the data, never on how channels were split into blocks or on
 /// the thread count.
 
-/// A block of channels that a pass processes at once: 16 lanes, or pairs of blocks (32,
-/// 64). Pairs of SIMD16 values rather than SIMD32/SIMD64, which LLVM handles poorly
-/// (spills through huge stack frames).
+/// A block of channels that a pass processes at once: 16 lanes, or a pair of blocks. Pairs
+/// of SIMD16 values rather than SIMD32/SIMD64, which LLVM handles poorly (spills through
+/// huge stack frames).
 protocol LaneBlock {
     /// Lanes in the block.
     static var width: Int { get }
@@ -74,7 +74,6 @@ struct LanePair<Half: LaneBlock>: LaneBlock {
     @inline(__always) static func * (a: Self, b: Self) -> Self { Self(low: a.low * b.low, high: a.high * b.high) }
     @inline(__always) static func += (a: inout Self, b: Self) { a = a + b }
 }
-
 
 /// `n` floats (all 16 when n ≥ 16) as one vector; missing lanes are zero.
 @inline(__always)
@@ -155,7 +154,7 @@ func columnSumPair<V: LaneBlock>(rows: Int, _ term: (_ row: Int) -> (V, V)) -> (
 /// Shifted moments in one pass: sum[c] = Σ_rows (x − shift[c]) and squares[c] =
 /// Σ_rows (x − shift[c])². With the shift a value of the channel itself (its first row),
 /// both stay of the order of the spread, so the variance built from them does not cancel
-/// catastrophically when |mean| ≫ std (see `ShiftedMoments`).
+/// catastrophically when |mean| ≫ std (see `shiftedMoments`).
 struct ShiftedMomentsKernel: LaneBlockKernel {
     let x: UnsafeMutablePointer<Float>
     let rows: Int, stride: Int
@@ -306,7 +305,7 @@ enum SiLUActivation: NormActivation {
     }
 }
 
-/// The lanes of `v` added in lane order (`SIMD.sum()` is a generic, unspecialised call).
+/// The lanes of `v` added in a fixed order (`SIMD.sum()` is a generic, unspecialised call).
 @inline(__always)
 func laneSum(_ v: Float16x) -> Float {
     let h = v.lowHalf + v.highHalf
