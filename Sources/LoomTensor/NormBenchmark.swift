@@ -3,10 +3,10 @@ import Foundation
 /// Timings of the normalisation kernels on the U-Net's hot shape.
 public enum NormBenchmark {
     /// Best-of-`repeats` milliseconds (robust to other processes on a shared machine) of
-    /// `groupNormSiLU` forward and of its backward (dx, dweight and
-    /// dbias from g) on x = [64, 16, 16, 64] (PyTorch's 64×64×16×16), 8 groups with affine,
-    /// at the current `Parallel.threads`. Buffers come from the pool, so after the warm-up
-    /// calls no step goes back to the system allocator.
+    /// `groupNormSiLU` forward and of its backward (dx, dweight and dbias from g) on
+    /// x = [64, 16, 16, 64] (PyTorch's 64×64×16×16), 8 groups with affine, at the current
+    /// `Parallel.threads`. Buffers come from the pool, so after the warm-up calls no step
+    /// goes back to the system allocator.
     public static func groupNormSiLU(repeats: Int) -> (forwardMs: Double, backwardMs: Double) {
         var stream = RandomStream(key: 2024)
         let x = Tensor.normal([64, 16, 16, 64], stream: &stream)

@@ -2,18 +2,17 @@
 ///
 /// Both ops see their input as slabs of `rows` rows × `width` channels (rows `stride`
 /// floats apart): a (sample, run of groups) unit for group norm, a block of rows for batch
-/// norm. A pass walks the rows in memory order over 64, 32 or 16 channels at a time
-/// (`LaneBlock`, so per-channel coefficients and accumulators stay in
-/// registers and reads stream), with a padded 16-lane block for odd channel counts.
+/// norm. A pass walks the rows in memory order over 32 or 16 channels at a time
+/// (`LaneBlock`), so per-channel coefficients and accumulators stay in registers and the
+/// reads stream; a padded 16-lane block takes odd channel counts.
 /// Every channel is summed in row order, in float per 64 rows and then added up, so
 /// results depend only on the data, never on how channels were split into blocks or on
 /// the thread count.
 
-/// A block of channels that a pass processes at once: 16 lanes, or pairs of blocks (32,
-/// 64). Pairs of SIMD16 values rather than SIMD32/SIMD64, which LLVM handles poorly
-/// (spills through huge stack frames). Public only because SIMD16<Float> conforms, and the
-/// `@_transparent` SIMD math may reference only public witnesses of its operators.
-public protocol LaneBlock {
+/// A block of channels that a pass processes at once: 16 lanes, or a pair of blocks. Pairs
+/// of SIMD16 values rather than SIMD32/SIMD64, which LLVM handles poorly (spills through
+/// huge stack frames).
+protocol LaneBlock {
     /// Lanes in the block.
     static var width: Int { get }
     /// All lanes zero.
@@ -34,13 +33,21 @@ public protocol LaneBlock {
     static func += (a: inout Self, b: Self)
 }
 
-extension SIMD16: LaneBlock where Scalar == Float {
-    public static var width: Int { 16 }
-    public static var zero: Self { Self(repeating: 0) }
-    @inline(__always) public static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self { loadLanes(p, lanes) }
-    @inline(__always) public func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) { storeLanes(self, p, lanes) }
-    @inline(__always) public func map16(_ f: (Float16x) -> Float16x) -> Self { f(self) }
-    @inline(__always) public func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self { f(self, other) }
+/// 16 lanes (possibly partial). A wrapper rather than a conformance of SIMD16 itself, so
+/// that LaneBlock's internal operators never compete with SIMD's public ones for Float16x.
+struct Lanes16: LaneBlock {
+    var v: Float16x
+
+    static var width: Int { 16 }
+    static var zero: Self { Self(v: Float16x(repeating: 0)) }
+    @inline(__always) static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self { Self(v: loadLanes(p, lanes)) }
+    @inline(__always) func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) { storeLanes(v, p, lanes) }
+    @inline(__always) func map16(_ f: (Float16x) -> Float16x) -> Self { Self(v: f(v)) }
+    @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self { Self(v: f(v, other.v)) }
+    @inline(__always) static func + (a: Self, b: Self) -> Self { Self(v: a.v + b.v) }
+    @inline(__always) static func - (a: Self, b: Self) -> Self { Self(v: a.v - b.v) }
+    @inline(__always) static func * (a: Self, b: Self) -> Self { Self(v: a.v * b.v) }
+    @inline(__always) static func += (a: inout Self, b: Self) { a.v += b.v }
 }
 
 /// Two blocks side by side (always full).
@@ -67,7 +74,6 @@ struct LanePair<Half: LaneBlock>: LaneBlock {
     @inline(__always) static func * (a: Self, b: Self) -> Self { Self(low: a.low * b.low, high: a.high * b.high) }
     @inline(__always) static func += (a: inout Self, b: Self) { a = a + b }
 }
-
 
 /// `n` floats (all 16 when n ≥ 16) as one vector; missing lanes are zero.
 @inline(__always)
@@ -102,8 +108,8 @@ protocol LaneBlockKernel {
 @inline(__always)
 func forEachLaneBlock<K: LaneBlockKernel>(width: Int, _ kernel: K) {
     var c = 0
-    while width - c >= 32 { kernel.run(LanePair<Float16x>.self, c: c, lanes: 32); c += 32 }
-    while c < width { kernel.run(Float16x.self, c: c, lanes: min(16, width - c)); c += 16 }
+    while width - c >= 32 { kernel.run(LanePair<Lanes16>.self, c: c, lanes: 32); c += 32 }
+    while c < width { kernel.run(Lanes16.self, c: c, lanes: min(16, width - c)); c += 16 }
 }
 
 /// Rows summed in float per block of this many before being added to the running total:
@@ -148,7 +154,7 @@ func columnSumPair<V: LaneBlock>(rows: Int, _ term: (_ row: Int) -> (V, V)) -> (
 /// Shifted moments in one pass: sum[c] = Σ_rows (x − shift[c]) and squares[c] =
 /// Σ_rows (x − shift[c])². With the shift a value of the channel itself (its first row),
 /// both stay of the order of the spread, so the variance built from them does not cancel
-/// catastrophically when |mean| ≫ std (see `ShiftedMoments`).
+/// catastrophically when |mean| ≫ std (see `shiftedMoments`).
 struct ShiftedMomentsKernel: LaneBlockKernel {
     let x: UnsafeMutablePointer<Float>
     let rows: Int, stride: Int
@@ -299,7 +305,7 @@ enum SiLUActivation: NormActivation {
     }
 }
 
-/// The lanes of `v` added in lane order (`SIMD.sum()` is a generic, unspecialised call).
+/// The lanes of `v` added in a fixed order (`SIMD.sum()` is a generic, unspecialised call).
 @inline(__always)
 func laneSum(_ v: Float16x) -> Float {
     let h = v.lowHalf + v.highHalf
