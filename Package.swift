@@ -16,7 +16,9 @@ func targetCPU() -> String? {
     if ["avx2", "fma"].allSatisfy(flags.contains) { return "haswell" }
     return nil
 }
-let cpuFlags = targetCPU().map { ["-target-cpu", $0] } ?? []
+// Both CPU families named above have FMA; LOOM_FMA lets the SIMD math use fused multiply-add
+// (Swift never contracts `a * b + c` on its own).
+let cpuFlags = targetCPU().map { ["-target-cpu", $0] + (["skylake-avx512", "haswell"].contains($0) ? ["-DLOOM_FMA"] : []) } ?? []
 let native: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + cpuFlags, .when(configuration: .release))]
 
 let package = Package(

@@ -21,12 +21,21 @@ public func simdExp(_ x: Float16x) -> Float16x {
     r = r - n * -2.121_944_40e-4
     // e^r on [-ln2/2, ln2/2]: degree-6 polynomial (Cephes expf).
     var p = Float16x(repeating: 1.987_569_150_0e-4)
+    #if LOOM_FMA
+    p = Float16x(repeating: 1.398_199_950_7e-3).addingProduct(p, r)
+    p = Float16x(repeating: 8.333_451_907_3e-3).addingProduct(p, r)
+    p = Float16x(repeating: 4.166_579_589_4e-2).addingProduct(p, r)
+    p = Float16x(repeating: 1.666_666_545_9e-1).addingProduct(p, r)
+    p = Float16x(repeating: 5.000_000_120_1e-1).addingProduct(p, r)
+    p = (r + 1).addingProduct(p, r * r)
+    #else
     p = p * r + 1.398_199_950_7e-3
     p = p * r + 8.333_451_907_3e-3
     p = p * r + 4.166_579_589_4e-2
     p = p * r + 1.666_666_545_9e-1
     p = p * r + 5.000_000_120_1e-1
     p = p * r * r + r + 1
+    #endif
     // Scale by 2^n through the exponent bits.
     // t's low mantissa bits hold n (t = 1.5·2^23 + n).
     let bits = (unsafeBitCast(t, to: SIMD16<UInt32>.self) &- 0x4B40_0000 &+ 127) &<< 23
