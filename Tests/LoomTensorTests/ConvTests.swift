@@ -84,6 +84,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 4, 6, 16], cout: 32, k: 3, stride: 1, padding: 1),             // blocked weights
         ConvCase(x: [2, 8, 8, 64], cout: 48, k: 1, stride: 1, padding: 0, bias: false),
         ConvCase(x: [37, 4, 3, 5], cout: 6, k: 3, stride: 1, padding: 1),              // 3 weight-gradient chunks
+        ConvCase(x: [20, 3, 5, 6], cout: 7, k: 1, stride: 1, padding: 0),              // 1×1 as GEMM, 2 chunks
     ]
 
     static let transposedCases: [ConvCase] = [
