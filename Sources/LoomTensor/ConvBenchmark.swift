@@ -85,7 +85,7 @@ public enum ConvBenchmark {
         /// exclude the time other processes hold the core, so they estimate the speed on an
         /// idle machine when the machine is shared.
         public var cpuBest: [Double]
-        /// The implementation of each pass (oneDNN's name, or cblas_sgemm).
+        /// The implementation of each pass (oneDNN's name, dnnl_sgemm or loom:single_output).
         public var implementations: [String]
         /// Whether a training step runs backward-data (not for the stem: the images need no gradient).
         public var needsBackwardData: Bool
@@ -186,9 +186,11 @@ public enum ConvBenchmark {
                 }
                 var chunk = geo
                 chunk.batch = min(batch, ConvPrimitive.weightChunkImages)
-                let impls = [ConvPrimitive.get(geo, .forward, bias: true).main.implementation,
+                let single = "loom:single_output"
+                let impls = [geo.dstC == 1 ? single : ConvPrimitive.get(geo, .forward, bias: true).main.implementation,
                              ConvPrimitive.get(geo, .backwardData, bias: false).main.implementation,
-                             geo.isPointwise ? "cblas_sgemm" : ConvPrimitive.get(chunk, .backwardWeights, bias: true).main.implementation]
+                             geo.dstC == 1 ? single : geo.isPointwise ? "dnnl_sgemm"
+                                : ConvPrimitive.get(chunk, .backwardWeights, bias: true).main.implementation]
                 return Timing(shape: shape, count: count, flops: geo.flops, best: best, median: median, cpuBest: cpuBest,
                               implementations: impls, needsBackwardData: shape.cin != 1)  // cin 1: the stem, on the images
             }

@@ -175,6 +175,7 @@ final class ConvPrimitive {
 
     /// dst = conv(src, W) (+ bias).
     static func forward(_ g: ConvGeometry, src: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        if g.dstC == 1 { return SingleOutputConv.forward(g, src: src, weight: weight, bias: bias) }
         let out = Tensor(uninitialized: g.dstShape)
         var args: [(Int32, UnsafeMutableRawPointer)] = [(loom_dnnl_arg_src(), UnsafeMutableRawPointer(src.data)),
                                                         (loom_dnnl_arg_dst(), UnsafeMutableRawPointer(out.data))]
@@ -198,7 +199,8 @@ final class ConvPrimitive {
     static let weightChunkImages = 16
 
     /// diff_W (and diff_bias = diff_dst summed over N, H, W when `withBias`), the adjoint
-    /// of `forward` in W: one single-threaded primitive (or GEMM for 1×1) per chunk of
+    /// of `forward` in W: one single-threaded primitive (or GEMM for 1×1, or Loom's loop for
+    /// one output channel) per chunk of
     /// images, chunks spread over `Parallel.threads`, partial results added in chunk order.
     static func backwardWeights(_ g: ConvGeometry, src: Tensor, diffDst: Tensor, withBias: Bool) -> (Tensor, Tensor?) {
         let per = weightChunkImages, chunks = (g.batch + per - 1) / per
@@ -216,6 +218,10 @@ final class ConvPrimitive {
                 let w = k == 0 ? pw : pp! + (k - 1) * (wCount + bCount)
                 let bias = withBias ? (k == 0 ? pb! : w + wCount) : nil
                 let x = ps + k * per * srcImage, dy = pg + k * per * dstImage
+                if g.dstC == 1 {
+                    SingleOutputConv.backwardWeights(cg, src: x, diffDst: dy, diffWeights: w, diffBias: bias)
+                    continue
+                }
                 if g.isPointwise {
                     pointwiseBackwardWeights(cg, src: x, diffDst: dy, diffWeights: w, diffBias: bias)
                     continue
