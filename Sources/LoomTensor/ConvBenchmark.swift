@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 
 /// Speed of the three convolution passes on every convolution shape of workload W1
@@ -77,10 +78,14 @@ public enum ConvBenchmark {
         public var count: Int
         /// FLOPs of one pass at the measured batch.
         public var flops: Double
-        /// Best and median of forward (bias fused), backward-data, backward-weights (with
-        /// diff_bias).
+        /// Best and median wall-clock times of forward (bias fused), backward-data and
+        /// backward-weights (with diff_bias).
         public var best: [Double], median: [Double]
-        /// oneDNN's implementation of each pass.
+        /// Best CPU times of the calling thread for the same passes: with one thread they
+        /// exclude the time other processes hold the core, so they estimate the speed on an
+        /// idle machine when the machine is shared.
+        public var cpuBest: [Double]
+        /// The implementation of each pass (oneDNN's name, dnnl_sgemm or loom:single_output).
         public var implementations: [String]
         /// Whether a training step runs backward-data (not for the stem: the images need no gradient).
         public var needsBackwardData: Bool
@@ -92,13 +97,26 @@ public enum ConvBenchmark {
         public var batch: Int
         /// One entry per distinct shape.
         public var timings: [Timing]
-        /// cblas_sgemm 2048³ speed in GFLOP/s under the same thread settings.
+        /// cblas_sgemm 2048³ speed in GFLOP/s under the same thread settings (best wall-clock
+        /// time of `TensorNative.measureSgemm` before and after the convolutions).
         public var sgemmGFLOPS: Double
+        /// The same from the calling thread's CPU time (comparable with `Timing.cpuBest`).
+        public var sgemmCPUGFLOPS: Double
 
-        /// Seconds of convolution in one W1 step (forward + backward), from best or median times.
-        public func stepSeconds(median: Bool = false) -> Double {
+        /// Which of the measured times a total uses.
+        public enum Statistic: Sendable {
+            /// Best wall-clock time of the repeats.
+            case best
+            /// Median wall-clock time.
+            case median
+            /// Best CPU time of the calling thread.
+            case cpuBest
+        }
+
+        /// Seconds of convolution in one W1 step (forward + backward).
+        public func stepSeconds(_ statistic: Statistic = .best) -> Double {
             timings.reduce(0) { acc, t in
-                let s = median ? t.median : t.best
+                let s = statistic == .best ? t.best : statistic == .median ? t.median : t.cpuBest
                 return acc + Double(t.count) * (s[0] + (t.needsBackwardData ? s[1] : 0) + s[2])
             }
         }
@@ -108,31 +126,35 @@ public enum ConvBenchmark {
             timings.reduce(0) { $0 + Double($1.count) * $1.flops * ($1.needsBackwardData ? 3 : 2) }
         }
 
+        /// The per-shape table and the step totals against sgemm.
         public var description: String {
             func ms(_ s: Double) -> String { String(format: "%7.3f", s * 1e3) }
             func gf(_ f: Double, _ s: Double) -> String { String(format: "%5.0f", f / s / 1e9) }
             let env = ProcessInfo.processInfo.environment
             var lines = [
                 "W1 convolutions, batch \(batch), oneDNN \(TensorNative.dnnlVersion) \(TensorNative.dnnlISA), "
-                    + "OMP_NUM_THREADS=\(env["OMP_NUM_THREADS"] ?? "unset"); times best of repeats (median in totals)",
-                "shape (Cin→Cout k s @res)  ×n |  fwd ms  GF/s | bwd-d ms GF/s | bwd-w ms GF/s | implementations",
+                    + "OMP_NUM_THREADS=\(env["OMP_NUM_THREADS"] ?? "unset"); table: best wall-clock time of the repeats",
+                "shape (Cin→Cout k s @res)  ×n |  fwd ms  GF/s | bwd-d ms GF/s | bwd-w ms GF/s | GF/s by CPU time | implementations (fwd / bwd-d / bwd-w)",
             ]
             for t in timings {
                 let s = t.shape
                 let name = "\(s.cin)→\(s.cout) k\(s.kernel) s\(s.stride) @\(s.resolution)"
                 var cols = [name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %3d", t.count)]
                 for p in 0..<3 { cols.append("\(ms(t.best[p])) \(gf(t.flops, t.best[p]))") }
-                cols.append(Set(t.implementations).sorted().joined(separator: ", "))
+                cols.append((0..<3).map { gf(t.flops, t.cpuBest[$0]) }.joined(separator: ""))
+                cols.append(t.implementations.joined(separator: " / "))
                 lines.append(cols.joined(separator: " | "))
             }
-            let flops = stepFlops, best = stepSeconds(), median = stepSeconds(median: true)
-            lines.append(String(format: "one W1 step: %.1f GFLOP of convolution (stem without backward-data) in %.1f ms "
-                                + "= %.1f GFLOP/s (median %.1f ms = %.1f GFLOP/s)",
-                                flops / 1e9, best * 1e3, flops / best / 1e9, median * 1e3, flops / median / 1e9))
-            lines.append(String(format: "cblas_sgemm 2048³: %.1f GFLOP/s", sgemmGFLOPS)
-                         + " (OpenBLAS \(TensorNative.blasCoreName), \(TensorNative.blasThreads) thread(s)) → "
-                         + String(format: "W1 convolutions at %.1f %% of sgemm (median %.1f %%)",
-                                  100 * flops / best / 1e9 / sgemmGFLOPS, 100 * flops / median / 1e9 / sgemmGFLOPS))
+            let flops = stepFlops
+            lines.append(String(format: "one W1 step: %.1f GFLOP of convolution (stem without backward-data); "
+                                + "cblas_sgemm 2048³ (OpenBLAS ", flops / 1e9)
+                         + "\(TensorNative.blasCoreName), \(TensorNative.blasThreads) thread(s))")
+            for (name, statistic, sgemm) in [("best wall", Statistic.best, sgemmGFLOPS), ("median wall", .median, sgemmGFLOPS),
+                                             ("best thread CPU", .cpuBest, sgemmCPUGFLOPS)] {
+                let seconds = stepSeconds(statistic)
+                lines.append("  \(name): " + String(format: "%.1f ms = %.1f GFLOP/s; sgemm %.1f GFLOP/s; convolutions at %.1f %% of sgemm",
+                                    seconds * 1e3, flops / seconds / 1e9, sgemm, 100 * flops / seconds / 1e9 / sgemm))
+            }
             return lines.joined(separator: "\n")
         }
     }
@@ -142,6 +164,8 @@ public enum ConvBenchmark {
     public static func measure(batch: Int = 64, repeats: Int) -> Report {
         precondition(repeats >= 1, "ConvBenchmark: repeats must be at least 1")
         var stream = RandomStream(key: 2024)
+        // sgemm before and after: on a shared machine the best of the two is the fairer peak.
+        let sgemmBefore = (TensorNative.measureSgemm(n: 2048, repeats: 3), sgemmCPU(n: 2048, repeats: 3))
         let timings = noGrad { () -> [Timing] in
             w1Shapes().map { shape, count in
                 let k = shape.kernel
@@ -155,26 +179,56 @@ public enum ConvBenchmark {
                     { _ = ConvPrimitive.backwardData(geo, diffDst: g, weight: w) },
                     { _ = ConvPrimitive.backwardWeights(geo, src: x, diffDst: g, withBias: true) },
                 ]
-                var best: [Double] = [], median: [Double] = []
+                var best: [Double] = [], median: [Double] = [], cpuBest: [Double] = []
                 for pass in passes {
                     pass()
-                    var times: [Double] = []
+                    var wall: [Double] = [], cpu: [Double] = []
                     for _ in 0..<repeats {
-                        let t0 = DispatchTime.now().uptimeNanoseconds
+                        let t0 = DispatchTime.now().uptimeNanoseconds, c0 = threadCPUSeconds()
                         pass()
-                        times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+                        cpu.append(threadCPUSeconds() - c0)
+                        wall.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
                     }
-                    times.sort()
-                    best.append(times[0])
-                    median.append(times[times.count / 2])
+                    wall.sort()
+                    best.append(wall[0])
+                    median.append(wall[wall.count / 2])
+                    cpuBest.append(cpu.min()!)
                 }
-                let impls = [ConvPrimitive.get(geo, .forward, bias: true), ConvPrimitive.get(geo, .backwardData, bias: false),
-                             ConvPrimitive.get(geo, .backwardWeights, bias: true)].map(\.main.implementation)
-                return Timing(shape: shape, count: count, flops: geo.flops, best: best, median: median,
+                var chunk = geo
+                chunk.batch = min(batch, ConvPrimitive.weightChunkImages)
+                let single = "loom:single_output"
+                let impls = [geo.dstC == 1 ? single : ConvPrimitive.get(geo, .forward, bias: true).main.implementation,
+                             ConvPrimitive.get(geo, .backwardData, bias: false).main.implementation,
+                             geo.dstC == 1 ? single : geo.isPointwise ? "dnnl_sgemm"
+                                : ConvPrimitive.get(chunk, .backwardWeights, bias: true).main.implementation]
+                return Timing(shape: shape, count: count, flops: geo.flops, best: best, median: median, cpuBest: cpuBest,
                               implementations: impls, needsBackwardData: shape.cin != 1)  // cin 1: the stem, on the images
             }
         }
-        return Report(batch: batch, timings: timings, sgemmGFLOPS: TensorNative.measureSgemm(n: 2048, repeats: 3))
+        return Report(batch: batch, timings: timings,
+                      sgemmGFLOPS: max(sgemmBefore.0, TensorNative.measureSgemm(n: 2048, repeats: 3)),
+                      sgemmCPUGFLOPS: max(sgemmBefore.1, sgemmCPU(n: 2048, repeats: 3)))
+    }
+
+    /// CPU seconds the calling thread has used.
+    static func threadCPUSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    /// `TensorNative.measureSgemm` timed by the calling thread's CPU time.
+    static func sgemmCPU(n: Int, repeats: Int) -> Double {
+        let a = Tensor(repeating: 0.5, shape: [n, n]), b = Tensor(repeating: 0.25, shape: [n, n])
+        let c = Tensor(uninitialized: [n, n])
+        var best = Double.infinity
+        for i in 0..<(repeats + 1) {
+            let t0 = threadCPUSeconds()
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
+                        a.data, Int32(n), b.data, Int32(n), 0, c.data, Int32(n))
+            if i > 0 { best = min(best, threadCPUSeconds() - t0) }
+        }
+        return 2 * Double(n * n * n) / best / 1e9
     }
 
     /// The report as text (see `Report.description`).

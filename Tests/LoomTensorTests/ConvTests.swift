@@ -84,6 +84,11 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 4, 6, 16], cout: 32, k: 3, stride: 1, padding: 1),             // blocked weights
         ConvCase(x: [2, 8, 8, 64], cout: 48, k: 1, stride: 1, padding: 0, bias: false),
         ConvCase(x: [37, 4, 3, 5], cout: 6, k: 3, stride: 1, padding: 1),              // 3 weight-gradient chunks
+        ConvCase(x: [20, 3, 5, 6], cout: 7, k: 1, stride: 1, padding: 0),              // 1×1 as GEMM, 2 chunks
+        ConvCase(x: [18, 5, 4, 35], cout: 1, k: 3, stride: 1, padding: 1),             // one output channel
+        ConvCase(x: [2, 7, 20, 16], cout: 1, k: 4, stride: 2, padding: 1, bias: false),
+        ConvCase(x: [2, 5, 12, 32], cout: 1, k: 3, stride: 1, padding: 1),
+        ConvCase(x: [2, 6, 5, 3], cout: 1, k: 3, stride: 2, padding: 0),               // right padding −1
     ]
 
     static let transposedCases: [ConvCase] = [
@@ -95,6 +100,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 4, 3, 16], cout: 32, k: 4, stride: 2, padding: 1),                  // blocked weights
         ConvCase(x: [2, 3, 5, 3], cout: 2, k: 3, stride: 2, padding: 0),
         ConvCase(x: [20, 2, 3, 4], cout: 3, k: 4, stride: 2, padding: 1),                   // 2 weight-gradient chunks
+        ConvCase(x: [3, 3, 4, 1], cout: 20, k: 3, stride: 2, padding: 1, outputPadding: 1),  // one input channel
     ]
 
     /// Random x, W, b and output gradient for `c`; W is `wShape`.
@@ -149,6 +155,12 @@ struct ConvCase: CustomStringConvertible, Sendable {
         let xs = GradCheck.inputs([[2, 5, 4, 3], [4, 3, 3, 3], [4]])
         #expect(GradCheck.maxError(xs) { conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 1) } < 1e-2)
         #expect(GradCheck.maxError(xs) { conv2d($0[0], weight: $0[1], bias: $0[2]) } < 1e-2)
+        let single = GradCheck.inputs([[2, 5, 4, 3], [1, 3, 3, 3], [1]])
+        #expect(GradCheck.maxError(single) { conv2d($0[0], weight: $0[1], bias: $0[2], padding: 1) } < 1e-2)
+        #expect(GradCheck.maxSecondOrderError(single) {
+            let y = conv2d($0[0], weight: $0[1], bias: $0[2], padding: 1)
+            return y * y
+        } < 2e-2)
     }
 
     @Test func convTranspose2dFiniteDifferences() {
