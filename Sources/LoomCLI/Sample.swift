@@ -72,7 +72,7 @@ struct Sample: ParsableCommand {
             if let raw {
                 let file = try H5File.create(raw, overwrite: true)
                 try file.root.write("samples", values: images.array, shape: images.shape)
-                try file.close()
+                file.close()
             }
             print("wrote \(output)" + (raw.map { " and \($0)" } ?? ""))
         } catch let e as ValidationError {

@@ -60,6 +60,9 @@ public struct RunConfig {
         public var clipGradNorm = 0.0           // 0 = off
         public var overlapAllReduce = false
         public var bucketMB = 25
+        /// Compare the replicas' parameter checksums every this many steps (0: only at start
+        /// and at checkpoints).
+        public var checkReplicasEvery = 0
     }
 
     public struct EMASettings {
@@ -168,6 +171,7 @@ public struct RunConfig {
             s.clipGradNorm = try t.value("clip_grad_norm", default: s.clipGradNorm)
             s.overlapAllReduce = try t.value("overlap_allreduce", default: s.overlapAllReduce)
             s.bucketMB = try t.value("bucket_mb", default: s.bucketMB, positive)
+            s.checkReplicasEvery = try t.value("check_replicas_every", default: s.checkReplicasEvery, nonNegative)
             return s
         }
         ema = try r.section("ema") { e in

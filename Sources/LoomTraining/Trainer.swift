@@ -100,6 +100,9 @@ public final class Trainer {
                 if let norm { fields["grad_norm"] = norm }
                 try metrics?.append(fields)
             }
+            if c.checkReplicasEvery > 0 && task.step % c.checkReplicasEvery == 0 {
+                try Replicas.verify(task.model.namedParameters(), over: comm)
+            }
             let last = task.step == c.maxSteps
             if config.sample.every > 0 && (task.step % config.sample.every == 0 || last) {
                 if comm.rank == 0 { try writeSamples() }

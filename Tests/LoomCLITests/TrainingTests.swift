@@ -41,7 +41,7 @@ import Testing
          "model.attention_resolutions=[4]", "model.num_heads=2", "model.groups=4", "model.num_classes=2",
          "data.path=\(folder)/data", "train.batch_size=16", "train.max_steps=\(steps)", "optimizer.lr=0.002",
          "diffusion.timesteps=100", "logging.every=10", "sample.every=0", "sample.n=8", "sample.steps=10",
-         "checkpoint.every=50", "ema.decay=0.99", "ema.warmup=ramp"] + extra
+         "checkpoint.every=50", "ema.decay=0.99", "ema.warmup=ramp", "train.check_replicas_every=25"] + extra
     }
 
     static func losses(_ run: String) throws -> [(step: Int, loss: Double)] {
