@@ -65,14 +65,19 @@ extension H5Group {
         }
     }
 
-    /// Reads a uint64 dataset: its values (row-major) and shape.
-    func readUInt64(_ childName: String) throws -> (values: [UInt64], shape: [Int]) {
+    /// Opens dataset `childName`, which must exist; returns its id (close it) and full name.
+    private func openRequired(_ childName: String) throws -> (hid_t, String) {
         H5Library.quiet()
         let full = child(childName)
         guard contains(childName) else {
             throw StorageError.schema(path: path, key: "dataset \(full)", expected: "present", found: "missing")
         }
-        let d = try H5Library.check(H5Dopen2(id, childName, H5Library.plist), path, "open dataset \(full)")
+        return (try H5Library.check(H5Dopen2(id, childName, H5Library.plist), path, "open dataset \(full)"), full)
+    }
+
+    /// Reads a uint64 dataset: its values (row-major) and shape.
+    func readUInt64(_ childName: String) throws -> (values: [UInt64], shape: [Int]) {
+        let (d, full) = try openRequired(childName)
         defer { H5Dclose(d) }
         let type = H5Dget_type(d)
         defer { H5Tclose(type) }
@@ -118,12 +123,7 @@ extension H5Group {
 
     /// Reads a scalar string dataset written by `writeText`.
     func readText(_ childName: String) throws -> String {
-        H5Library.quiet()
-        let full = child(childName)
-        guard contains(childName) else {
-            throw StorageError.schema(path: path, key: "dataset \(full)", expected: "present", found: "missing")
-        }
-        let d = try H5Library.check(H5Dopen2(id, childName, H5Library.plist), path, "open dataset \(full)")
+        let (d, full) = try openRequired(childName)
         defer { H5Dclose(d) }
         let stored = H5Dget_type(d)
         defer { H5Tclose(stored) }
