@@ -176,36 +176,31 @@ struct ConvCase: CustomStringConvertible, Sendable {
     /// y² makes the first-order gradient depend on every input, so grad-of-grad runs through
     /// the backward of all three passes; each ordering puts another input first (the one
     /// GradCheck differentiates before the second order).
-    @Test func conv2dSecondOrder() {
-        let shapes = [[2, 4, 5, 3], [4, 3, 3, 3], [4]]
-        let f = { (x: Tensor, w: Tensor, b: Tensor) -> Tensor in
-            let y = conv2d(x, weight: w, bias: b, stride: 2, padding: 1)
-            return y * y
-        }
-        for order in [[0, 1, 2], [1, 0, 2], [2, 0, 1]] {
+    func secondOrderErrors(_ shapes: [[Int]], _ op: @escaping (Tensor, Tensor, Tensor) -> Tensor) -> [([Int], Float)] {
+        [[0, 1, 2], [1, 0, 2], [2, 0, 1]].map { order in
             let xs = GradCheck.inputs(order.map { shapes[$0] }, low: -0.5, high: 0.5)
             let error = GradCheck.maxSecondOrderError(xs) { t in
                 var byRole = [Tensor](repeating: t[0], count: 3)
                 for (i, role) in order.enumerated() { byRole[role] = t[i] }
-                return f(byRole[0], byRole[1], byRole[2])
+                let y = op(byRole[0], byRole[1], byRole[2])
+                return y * y
             }
+            return (order, error)
+        }
+    }
+
+    @Test func conv2dSecondOrder() {
+        for (order, error) in secondOrderErrors([[2, 4, 5, 3], [4, 3, 3, 3], [4]], {
+            conv2d($0, weight: $1, bias: $2, stride: 2, padding: 1)
+        }) {
             #expect(error < 2e-2, "order \(order)")
         }
     }
 
     @Test func convTranspose2dSecondOrder() {
-        let shapes = [[2, 3, 2, 3], [3, 2, 4, 4], [2]]
-        let f = { (x: Tensor, w: Tensor, b: Tensor) -> Tensor in
-            let y = convTranspose2d(x, weight: w, bias: b, stride: 2, padding: 1)
-            return y * y
-        }
-        for order in [[0, 1, 2], [1, 0, 2], [2, 0, 1]] {
-            let xs = GradCheck.inputs(order.map { shapes[$0] }, low: -0.5, high: 0.5)
-            let error = GradCheck.maxSecondOrderError(xs) { t in
-                var byRole = [Tensor](repeating: t[0], count: 3)
-                for (i, role) in order.enumerated() { byRole[role] = t[i] }
-                return f(byRole[0], byRole[1], byRole[2])
-            }
+        for (order, error) in secondOrderErrors([[2, 3, 2, 3], [3, 2, 4, 4], [2]], {
+            convTranspose2d($0, weight: $1, bias: $2, stride: 2, padding: 1)
+        }) {
             #expect(error < 2e-2, "order \(order)")
         }
     }
