@@ -22,7 +22,9 @@ struct Export: ParsableCommand {
 
     func run() throws {
         do {
-            let state = try CheckpointFile.exportEMA(from: checkpoint, to: output, network: network, overwrite: overwrite)
+            let source = URL(fileURLWithPath: checkpoint).lastPathComponent == CheckpointStore.latestName
+                ? try CheckpointStore.resolve(checkpoint) : checkpoint
+            let state = try CheckpointFile.exportEMA(from: source, to: output, network: network, overwrite: overwrite)
             let tensors = state.networks[0].tensors
             let bytes = ((try? FileManager.default.attributesOfItem(atPath: output))?[.size] as? Int) ?? 0
             print("exported \(state.metadata["exported_network"] ?? "ema") of step \(state.step): \(grouped(state.parameterCount("ema"))) "

@@ -21,7 +21,14 @@ struct Inspect: ParsableCommand {
     @Flag(name: .customLong("no-tensors"), help: "Leave out the per-tensor lines of the text output.")
     var noTensors = false
 
-    func run() throws {
+    mutating func run() throws {
+        if URL(fileURLWithPath: file).lastPathComponent == CheckpointStore.latestName {
+            // A run's `latest` pointer names the checkpoint to inspect.
+            do { file = try CheckpointStore.resolve(file) } catch let error as StorageError {
+                FileHandle.standardError.write(Data("loom inspect: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
         do {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {

@@ -73,6 +73,14 @@ import Testing
         #expect(s.status == 0, "\(s.stderr)")
         let grid = try PNG.read(path: out)
         #expect(grid.channels == 1 && grid.width > 8 && grid.height > 8)
+        // The `latest` pointer works for inspect and export too, and an export samples alike.
+        let inspect = try LoomBinary.loom(["inspect", run + "/checkpoints/latest"])
+        #expect(inspect.status == 0 && inspect.stdout.contains("step 300"), "\(inspect.stderr)")
+        let export = try LoomBinary.loom(["export", run + "/checkpoints/latest", folder + "/ema.h5"])
+        #expect(export.status == 0, "\(export.stderr)")
+        let fromExport = try LoomBinary.loom(["sample", folder + "/ema.h5", folder + "/grid2.png", "--n", "4", "--steps", "5"])
+        #expect(fromExport.status == 0, "\(fromExport.stderr)")
+
         let raw = try H5File.open(folder + "/raw.h5")
         #expect(try raw.root.openDataset("samples").shape == [8, 8, 8, 1])
         let samples = try raw.root.read("samples", as: Float.self)
