@@ -12,13 +12,19 @@ func targetCPU() -> String? {
     guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
           let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
     let flags = Set(line.split(separator: " ").map(String.init))
-    if ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains) { return "skylake-avx512" }
+    if ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains) {
+        // Zen 4 and later (AVX-512 with BF16 on AMD): znver4 keeps SIMD16<Float> in one zmm
+        // register; skylake-avx512's tuning prefers 256-bit vectors and splits every
+        // SIMD16 operation in two (GroupNorm+SiLU measured 0.94 → 0.53 ms, W1 step +10 %).
+        if info.contains("AuthenticAMD") && flags.contains("avx512_bf16") { return "znver4" }
+        return "skylake-avx512"
+    }
     if ["avx2", "fma"].allSatisfy(flags.contains) { return "haswell" }
     return nil
 }
 // Both CPU families named above have FMA; LOOM_FMA lets the SIMD math use fused multiply-add
 // (Swift never contracts `a * b + c` on its own).
-let cpuFlags = targetCPU().map { ["-target-cpu", $0] + (["skylake-avx512", "haswell"].contains($0) ? ["-DLOOM_FMA"] : []) } ?? []
+let cpuFlags = targetCPU().map { ["-target-cpu", $0] + (["znver4", "skylake-avx512", "haswell"].contains($0) ? ["-DLOOM_FMA"] : []) } ?? []
 let native: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + cpuFlags, .when(configuration: .release))]
 
 let package = Package(
