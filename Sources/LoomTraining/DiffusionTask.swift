@@ -59,14 +59,7 @@ public final class DiffusionTask {
         }
         ema = EMA(of: model, decay: Float(config.ema.decay), warmup: warmup)
 
-        let d = config.diffusion
-        let noiseSchedule: NoiseSchedule = d.schedule == "cosine"
-            ? .cosine(timesteps: d.timesteps)
-            : .linear(timesteps: d.timesteps, start: d.betaStart, end: d.betaEnd)
-        diffusion = GaussianDiffusion(
-            schedule: noiseSchedule, target: PredictionTarget(rawValue: d.prediction) ?? .epsilon,
-            weighting: d.lossWeighting == "min_snr" ? .minSNR(gamma: d.minSNRGamma) : .uniform,
-            offsetNoise: Float(d.offsetNoise))
+        diffusion = config.diffusion.gaussianDiffusion
         if let c = communicator, c.size > 1 {
             reducer = GradientReducer(parameters: model.parameters(), communicator: c,
                                       bucketBytes: config.train.bucketMB << 20, overlap: config.train.overlapAllReduce)
@@ -110,5 +103,18 @@ public final class DiffusionTask {
         noGrad { ema.update() }
         step += 1
         return (total / Double(microBatches.count), norm)
+    }
+}
+
+extension RunConfig.DiffusionSettings {
+    /// The diffusion math these settings describe (schedule, target, loss weighting, offset noise).
+    public var gaussianDiffusion: GaussianDiffusion {
+        GaussianDiffusion(
+            schedule: schedule == "cosine"
+                ? .cosine(timesteps: timesteps)
+                : .linear(timesteps: timesteps, start: betaStart, end: betaEnd),
+            target: PredictionTarget(rawValue: prediction) ?? .epsilon,
+            weighting: lossWeighting == "min_snr" ? .minSNR(gamma: minSNRGamma) : .uniform,
+            offsetNoise: Float(offsetNoise))
     }
 }

@@ -21,11 +21,7 @@ public enum Sampling {
     public static func sample(config: RunConfig, model: UNet, count: Int, seed: UInt64? = nil,
                               label: Int? = nil, sampler: Sampler? = nil, guidance: Double? = nil) -> Tensor {
         let m = config.model
-        let diffusion = GaussianDiffusion(
-            schedule: config.diffusion.schedule == "cosine"
-                ? .cosine(timesteps: config.diffusion.timesteps)
-                : .linear(timesteps: config.diffusion.timesteps, start: config.diffusion.betaStart, end: config.diffusion.betaEnd),
-            target: PredictionTarget(rawValue: config.diffusion.prediction) ?? .epsilon)
+        let diffusion = config.diffusion.gaussianDiffusion  // weighting and offset noise only matter in training
         var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
         let noise = Tensor.normal([count, m.imageSize, m.imageSize, m.inChannels], stream: &stream)
         var options = SamplingOptions(clipDenoised: true)
