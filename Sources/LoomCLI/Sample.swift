@@ -65,6 +65,7 @@ struct Sample: ParsableCommand {
                 throw ValidationError("\(checkpoint) holds no /ema or /model weights")
             }
             var s = RandomStream(key: 0)
+            ConvAlgorithm.current = cfg.convAlgorithm
             let net = UNet(cfg.model, stream: &s)
             try net.loadStateDict(weights)
             let images = Sampling.sample(config: cfg, model: net, count: n, seed: seed, label: classLabel, guidance: guidance)

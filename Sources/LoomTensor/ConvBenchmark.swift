@@ -89,14 +89,25 @@ public enum ConvBenchmark {
         public var implementations: [String]
         /// Whether a training step runs backward-data (not for the stem: the images need no gradient).
         public var needsBackwardData: Bool
+
+        /// Best wall-clock seconds this shape contributes to one W1 step.
+        public var stepSeconds: Double { Double(count) * (best[0] + (needsBackwardData ? best[1] : 0) + best[2]) }
     }
 
     /// All W1 shapes timed, with the sgemm reference.
     public struct Report: CustomStringConvertible, Sendable {
         /// Batch size measured.
         public var batch: Int
+        /// The algorithm `timings` ran with.
+        public var algorithm: ConvAlgorithm
         /// One entry per distinct shape.
         public var timings: [Timing]
+        /// The same shapes with direct convolution, timed alternately with `timings` (nil when
+        /// `algorithm` is direct).
+        public var direct: [Timing]?
+        /// Per shape, the largest difference of the three passes' results from direct
+        /// convolution's, relative to the largest magnitude of each result (0 when identical).
+        public var differenceFromDirect: [Double]?
         /// cblas_sgemm 2048³ speed in GFLOP/s under the same thread settings (best wall-clock
         /// time of `TensorNative.measureSgemm` before and after the convolutions).
         public var sgemmGFLOPS: Double
@@ -114,7 +125,9 @@ public enum ConvBenchmark {
         }
 
         /// Seconds of convolution in one W1 step (forward + backward).
-        public func stepSeconds(_ statistic: Statistic = .best) -> Double {
+        public func stepSeconds(_ statistic: Statistic = .best) -> Double { Self.stepSeconds(timings, statistic) }
+
+        static func stepSeconds(_ timings: [Timing], _ statistic: Statistic) -> Double {
             timings.reduce(0) { acc, t in
                 let s = statistic == .best ? t.best : statistic == .median ? t.median : t.cpuBest
                 return acc + Double(t.count) * (s[0] + (t.needsBackwardData ? s[1] : 0) + s[2])
@@ -133,15 +146,21 @@ public enum ConvBenchmark {
             let env = ProcessInfo.processInfo.environment
             var lines = [
                 "W1 convolutions, batch \(batch), oneDNN \(TensorNative.dnnlVersion) \(TensorNative.dnnlISA), "
-                    + "OMP_NUM_THREADS=\(env["OMP_NUM_THREADS"] ?? "unset"); table: best wall-clock time of the repeats",
-                "shape (Cin→Cout k s @res)  ×n |  fwd ms  GF/s | bwd-d ms GF/s | bwd-w ms GF/s | GF/s by CPU time | implementations (fwd / bwd-d / bwd-w)",
+                    + "OMP_NUM_THREADS=\(env["OMP_NUM_THREADS"] ?? "unset"), algorithm \(algorithm.rawValue); "
+                    + "table: best wall-clock time of the repeats; GF/s = direct-convolution FLOPs / time",
+                "shape (Cin→Cout k s @res)  ×n |  fwd ms  GF/s | bwd-d ms GF/s | bwd-w ms GF/s | GF/s by CPU time |"
+                    + (direct == nil ? "" : " step ms: direct → \(algorithm.rawValue) (diff) |")
+                    + " implementations (fwd / bwd-d / bwd-w)",
             ]
-            for t in timings {
+            for (i, t) in timings.enumerated() {
                 let s = t.shape
                 let name = "\(s.cin)→\(s.cout) k\(s.kernel) s\(s.stride) @\(s.resolution)"
                 var cols = [name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %3d", t.count)]
                 for p in 0..<3 { cols.append("\(ms(t.best[p])) \(gf(t.flops, t.best[p]))") }
                 cols.append((0..<3).map { gf(t.flops, t.cpuBest[$0]) }.joined(separator: ""))
+                if let direct, let diff = differenceFromDirect {
+                    cols.append(String(format: "%7.2f → %7.2f (%.0e)", direct[i].stepSeconds * 1e3, t.stepSeconds * 1e3, diff[i]))
+                }
                 cols.append(t.implementations.joined(separator: " / "))
                 lines.append(cols.joined(separator: " | "))
             }
@@ -149,63 +168,99 @@ public enum ConvBenchmark {
             lines.append(String(format: "one W1 step: %.1f GFLOP of convolution (stem without backward-data); "
                                 + "cblas_sgemm 2048³ (OpenBLAS ", flops / 1e9)
                          + "\(TensorNative.blasCoreName), \(TensorNative.blasThreads) thread(s))")
-            for (name, statistic, sgemm) in [("best wall", Statistic.best, sgemmGFLOPS), ("median wall", .median, sgemmGFLOPS),
-                                             ("best thread CPU", .cpuBest, sgemmCPUGFLOPS)] {
-                let seconds = stepSeconds(statistic)
-                lines.append("  \(name): " + String(format: "%.1f ms = %.1f GFLOP/s; sgemm %.1f GFLOP/s; convolutions at %.1f %% of sgemm",
-                                    seconds * 1e3, flops / seconds / 1e9, sgemm, 100 * flops / seconds / 1e9 / sgemm))
+            var runs = [(algorithm.rawValue, timings)]
+            if let direct { runs.append(("direct", direct)) }
+            for (label, list) in runs {
+                for (name, statistic, sgemm) in [("best wall", Statistic.best, sgemmGFLOPS), ("median wall", .median, sgemmGFLOPS),
+                                                 ("best thread CPU", .cpuBest, sgemmCPUGFLOPS)] {
+                    let seconds = Self.stepSeconds(list, statistic)
+                    lines.append("  \(label), \(name): " + String(format: "%.1f ms = %.1f GFLOP/s; sgemm %.1f GFLOP/s; convolutions at %.1f %% of sgemm",
+                                        seconds * 1e3, flops / seconds / 1e9, sgemm, 100 * flops / seconds / 1e9 / sgemm))
+                }
+            }
+            if let direct {
+                let a = Self.stepSeconds(timings, .best), d = Self.stepSeconds(direct, .best)
+                lines.append(String(format: "  \(algorithm.rawValue) takes %.1f %% of direct's time (%.2f× faster), measured alternately; "
+                                    + "largest relative difference from direct %.1e", 100 * a / d, d / a, differenceFromDirect?.max() ?? 0))
             }
             return lines.joined(separator: "\n")
         }
     }
 
-    /// Times every W1 shape: one warm-up call per pass (creates the primitives), then
+    /// Times every W1 shape with `algorithm`, and with direct convolution alternately when
+    /// `algorithm` is not direct: one warm-up call per pass (creates the primitives), then
     /// `repeats` timed calls.
-    public static func measure(batch: Int = 64, repeats: Int) -> Report {
+    public static func measure(batch: Int = 64, repeats: Int, algorithm: ConvAlgorithm = .auto) -> Report {
         precondition(repeats >= 1, "ConvBenchmark: repeats must be at least 1")
+        let saved = ConvAlgorithm.current
+        defer { ConvAlgorithm.current = saved }
+        let algorithms = algorithm == .direct ? [ConvAlgorithm.direct] : [algorithm, .direct]
         var stream = RandomStream(key: 2024)
         // sgemm before and after: on a shared machine the best of the two is the fairer peak.
         let sgemmBefore = (TensorNative.measureSgemm(n: 2048, repeats: 3), sgemmCPU(n: 2048, repeats: 3))
-        let timings = noGrad { () -> [Timing] in
-            w1Shapes().map { shape, count in
+        var timings: [[Timing]] = algorithms.map { _ in [] }
+        var differences: [Double] = []
+        noGrad {
+            for (shape, count) in w1Shapes() {
                 let k = shape.kernel
                 let x = Tensor.uniform([batch, shape.resolution, shape.resolution, shape.cin], low: -1, high: 1, stream: &stream)
                 let w = Tensor.uniform([shape.cout, shape.cin, k, k], low: -0.1, high: 0.1, stream: &stream)
                 let b = Tensor.uniform([shape.cout], low: -0.1, high: 0.1, stream: &stream)
                 let geo = ConvGeometry.conv(input: x.shape, weight: w.shape, stride: shape.stride, padding: k / 2)
                 let g = Tensor.uniform(geo.dstShape, low: -1, high: 1, stream: &stream)
-                let passes: [() -> Void] = [
-                    { _ = ConvPrimitive.forward(geo, src: x, weight: w, bias: b) },
-                    { _ = ConvPrimitive.backwardData(geo, diffDst: g, weight: w) },
-                    { _ = ConvPrimitive.backwardWeights(geo, src: x, diffDst: g, withBias: true) },
+                let passes: [() -> [Tensor]] = [
+                    { [ConvPrimitive.forward(geo, src: x, weight: w, bias: b)] },
+                    { [ConvPrimitive.backwardData(geo, diffDst: g, weight: w)] },
+                    { let (dw, db) = ConvPrimitive.backwardWeights(geo, src: x, diffDst: g, withBias: true); return [dw, db!] },
                 ]
-                var best: [Double] = [], median: [Double] = [], cpuBest: [Double] = []
+                var best = algorithms.map { _ in [Double]() }, median = best, cpuBest = best
+                var worst = 0.0
                 for pass in passes {
-                    pass()
-                    var wall: [Double] = [], cpu: [Double] = []
-                    for _ in 0..<repeats {
-                        let t0 = DispatchTime.now().uptimeNanoseconds, c0 = threadCPUSeconds()
-                        pass()
-                        cpu.append(threadCPUSeconds() - c0)
-                        wall.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+                    var results: [[Tensor]] = []
+                    for a in algorithms {
+                        ConvAlgorithm.current = a
+                        results.append(pass())  // warm-up; kept to compare the algorithms
                     }
-                    wall.sort()
-                    best.append(wall[0])
-                    median.append(wall[wall.count / 2])
-                    cpuBest.append(cpu.min()!)
+                    for (r, d) in zip(results.first!, results.last!) {
+                        let scale = max(d.array.map(abs).max() ?? 0, .leastNormalMagnitude)
+                        worst = max(worst, Double(zip(r.array, d.array).map { abs($0 - $1) }.max() ?? 0) / Double(scale))
+                    }
+                    var wall = algorithms.map { _ in [Double]() }, cpu = wall
+                    for _ in 0..<repeats {
+                        for (i, a) in algorithms.enumerated() {  // alternate, so noise hits both alike
+                            ConvAlgorithm.current = a
+                            let t0 = DispatchTime.now().uptimeNanoseconds, c0 = threadCPUSeconds()
+                            _ = pass()
+                            cpu[i].append(threadCPUSeconds() - c0)
+                            wall[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+                        }
+                    }
+                    for i in algorithms.indices {
+                        wall[i].sort()
+                        best[i].append(wall[i][0])
+                        median[i].append(wall[i][wall[i].count / 2])
+                        cpuBest[i].append(cpu[i].min()!)
+                    }
                 }
+                differences.append(worst)
                 var chunk = geo
                 chunk.batch = min(batch, ConvPrimitive.weightChunkImages)
                 let single = "loom:single_output"
-                let impls = [geo.dstC == 1 ? single : ConvPrimitive.get(geo, .forward, bias: true).main.implementation,
-                             ConvPrimitive.get(geo, .backwardData, bias: false).main.implementation,
-                             geo.dstC == 1 ? single : geo.isPointwise ? "dnnl_sgemm"
-                                : ConvPrimitive.get(chunk, .backwardWeights, bias: true).main.implementation]
-                return Timing(shape: shape, count: count, flops: geo.flops, best: best, median: median, cpuBest: cpuBest,
-                              implementations: impls, needsBackwardData: shape.cin != 1)  // cin 1: the stem, on the images
+                for (i, a) in algorithms.enumerated() {
+                    ConvAlgorithm.current = a
+                    let impls = [geo.dstC == 1 ? single : ConvPrimitive.get(geo, .forward, bias: true).main.implementation,
+                                 ConvPrimitive.get(geo, .backwardData, bias: false).main.implementation,
+                                 geo.dstC == 1 ? single : geo.isPointwise ? "dnnl_sgemm"
+                                    : ConvPrimitive.get(chunk, .backwardWeights, bias: true).main.implementation]
+                    timings[i].append(Timing(shape: shape, count: count, flops: geo.flops, best: best[i], median: median[i],
+                                             cpuBest: cpuBest[i], implementations: impls,
+                                             needsBackwardData: shape.cin != 1))  // cin 1: the stem, on the images
+                }
             }
         }
-        return Report(batch: batch, timings: timings,
+        return Report(batch: batch, algorithm: algorithm, timings: timings[0],
+                      direct: algorithms.count > 1 ? timings[1] : nil,
+                      differenceFromDirect: algorithms.count > 1 ? differences : nil,
                       sgemmGFLOPS: max(sgemmBefore.0, TensorNative.measureSgemm(n: 2048, repeats: 3)),
                       sgemmCPUGFLOPS: max(sgemmBefore.1, sgemmCPU(n: 2048, repeats: 3)))
     }
@@ -232,7 +287,7 @@ public enum ConvBenchmark {
     }
 
     /// The report as text (see `Report.description`).
-    public static func run(batch: Int = 64, repeats: Int) -> String {
-        measure(batch: batch, repeats: repeats).description
+    public static func run(batch: Int = 64, repeats: Int, algorithm: ConvAlgorithm = .auto) -> String {
+        measure(batch: batch, repeats: repeats, algorithm: algorithm).description
     }
 }

@@ -69,6 +69,21 @@ enum DNNL {
         return attr!
     }
 
+    /// Whether this CPU has oneDNN's Winograd convolution (AVX-512 only), found by asking
+    /// for one small forward primitive once.
+    static let hasWinograd: Bool = {
+        var src = memoryDesc([1, 16, 8, 8], dnnl_nChw16c), dst = memoryDesc([1, 16, 8, 8], dnnl_nChw16c)
+        var weights = memoryDesc([16, 16, 3, 3], dnnl_format_tag_any)
+        let one: [dnnl_dim_t] = [1, 1]
+        var cd = dnnl_convolution_desc_t()
+        guard dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_winograd, &src, &weights,
+                                                 nil, &dst, one, one, one) == dnnl_success else { return false }
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_primitive_desc_create(&pd, &cd, nil, engine, nil) == dnnl_success, let pd else { return false }
+        dnnl_primitive_desc_destroy(pd)
+        return true
+    }()
+
     private typealias GetThreads = @convention(c) () -> Int32
     private typealias SetThreads = @convention(c) (Int32) -> Void
     // oneDNN runs on libgomp, which libdnnl loads; look it up instead of linking it.
@@ -132,8 +147,8 @@ final class DNNLPrimitive {
         defer { dnnl_primitive_attr_destroy(attr) }
         var pd: dnnl_primitive_desc_t?
         DNNL.check(dnnl_reorder_primitive_desc_create(&pd, src, DNNL.engine, dst, DNNL.engine, attr),
-                   "creating a weights reorder")
-        self.init(desc: pd!, what: "a weights reorder")
+                   "creating a reorder")
+        self.init(desc: pd!, what: "a reorder")
     }
 
     deinit {

@@ -1,5 +1,6 @@
 import Foundation
 import LoomModels
+import LoomTensor
 import Yams
 
 /// Everything a run needs, read from a YAML file plus `key.path=value` overrides.
@@ -8,6 +9,8 @@ public struct RunConfig {
     public var seed = 0
     /// Threads per rank for BLAS, oneDNN and Loom's own loops.
     public var threads = 1
+    /// Convolution algorithm: `auto` (Winograd for 3×3 stride-1 layers where oneDNN has it) or `direct`.
+    public var convAlgorithm = ConvAlgorithm.auto
     public var model = UNetConfig()
     public var diffusion = DiffusionSettings()
     public var data = DataSettings()
@@ -104,7 +107,7 @@ public struct RunConfig {
     /// Reads config text (e.g. the resolved YAML stored in a checkpoint); `name` is what
     /// error messages call it.
     public static func parse(yaml text: String?, name: String, overrides: [String] = []) throws -> RunConfig {
-        var root: Node?
+        var root: Yams.Node?
         if let text {
             do { root = try Yams.compose(yaml: text) } catch {
                 throw ConfigError.unreadable(file: name, reason: "\(error)".split(separator: "\n").first.map(String.init) ?? "invalid YAML")
@@ -126,6 +129,9 @@ public struct RunConfig {
         } }
         seed = try r.value("seed", default: seed)
         threads = try r.value("threads", default: threads, positive)
+        let algorithms = ConvAlgorithm.allCases.map(\.rawValue)
+        convAlgorithm = ConvAlgorithm(rawValue: try r.value("conv_algorithm", default: convAlgorithm.rawValue,
+                                                            oneOf(algorithms)))!
         model = try r.section("model") { try UNetConfig.read($0) }
         diffusion = try r.section("diffusion") { d in
             var s = DiffusionSettings()

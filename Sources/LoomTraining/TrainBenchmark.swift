@@ -9,6 +9,7 @@ public enum TrainBenchmark {
     /// Images per second per process (slowest rank) over `steps` timed steps.
     public static func run(config: RunConfig, communicator: Communicator?, warmup: Int, steps: Int) throws -> Double {
         let rank = communicator?.rank ?? 0
+        ConvAlgorithm.current = config.convAlgorithm
         let task = DiffusionTask(config: config, rank: rank, communicator: communicator)
         if let c = communicator { try Replicas.broadcast(task.model.parameters(), over: c) }
         let m = config.model, b = config.train.batchSize

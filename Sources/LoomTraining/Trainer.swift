@@ -28,6 +28,7 @@ public final class Trainer {
         self.comm = communicator
         self.log = comm.rank == 0 ? log : { _ in }
         Parallel.setThreads(config.threads)
+        ConvAlgorithm.current = config.convAlgorithm
         let m = config.model
         dataset = try ShardedDataset(folder: config.data.path, split: "train",
                                      expectedShape: [m.imageSize, m.imageSize, m.inChannels], expectedKind: .images)

@@ -89,6 +89,8 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 7, 20, 16], cout: 1, k: 4, stride: 2, padding: 1, bias: false),
         ConvCase(x: [2, 5, 12, 32], cout: 1, k: 3, stride: 1, padding: 1),
         ConvCase(x: [2, 6, 5, 3], cout: 1, k: 3, stride: 2, padding: 0),               // right padding −1
+        ConvCase(x: [2, 9, 7, 16], cout: 64, k: 3, stride: 1, padding: 1),             // Winograd, all three passes
+        ConvCase(x: [19, 6, 5, 32], cout: 16, k: 3, stride: 1, padding: 1, bias: false),  // Winograd fwd/bwd-data, 2 chunks
     ]
 
     static let transposedCases: [ConvCase] = [
@@ -101,6 +103,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 3, 5, 3], cout: 2, k: 3, stride: 2, padding: 0),
         ConvCase(x: [20, 2, 3, 4], cout: 3, k: 4, stride: 2, padding: 1),                   // 2 weight-gradient chunks
         ConvCase(x: [3, 3, 4, 1], cout: 20, k: 3, stride: 2, padding: 1, outputPadding: 1),  // one input channel
+        ConvCase(x: [2, 5, 6, 64], cout: 16, k: 3, stride: 1, padding: 1),                   // Winograd underneath
     ]
 
     /// Random x, W, b and output gradient for `c`; W is `wShape`.
@@ -223,5 +226,38 @@ struct ConvCase: CustomStringConvertible, Sendable {
         let want = grad(of: (conv2d(x2, weight: w, bias: nil, stride: 2, padding: 1) * outW).sum(), wrt: [w])[0]
         let scale = max(1, want.array.map(abs).max()!)
         #expect(zip(dW.array, want.array).map { abs($0 - $1) }.max()! / scale < 1e-5)
+    }
+
+    /// On a shape Winograd takes, `auto` really runs another algorithm than `direct` (results
+    /// differ by rounding only), and each algorithm gives bitwise the same results at one and at
+    /// two threads (the training's determinism rests on that).
+    @Test func winogradDiffersFromDirectByRoundingAndIgnoresThreadCount() {
+        var s = RandomStream(key: 21)
+        let x = Tensor.uniform([8, 12, 12, 32], low: -1, high: 1, stream: &s)
+        let w = Tensor.uniform([64, 32, 3, 3], low: -0.2, high: 0.2, stream: &s)
+        let b = Tensor.uniform([64], low: -0.2, high: 0.2, stream: &s)
+        let g = Tensor.uniform([8, 12, 12, 64], low: -1, high: 1, stream: &s)
+        for t in [x, w, b] { t.requiresGrad = true }
+        func passes(_ algorithm: ConvAlgorithm, threads: Int) -> [[Float]] {
+            let (savedAlgorithm, savedThreads) = (ConvAlgorithm.current, Parallel.threads)
+            ConvAlgorithm.current = algorithm
+            Parallel.setThreads(threads)
+            defer { ConvAlgorithm.current = savedAlgorithm; Parallel.setThreads(savedThreads) }
+            let y = conv2d(x, weight: w, bias: b, padding: 1)
+            return [y.array] + grad(of: y, wrt: [x, w, b], gradOutput: g).map(\.array)
+        }
+        let direct = passes(.direct, threads: 1), auto = passes(.auto, threads: 1)
+        for (name, (a, d)) in zip(["forward", "backward-data", "backward-weights", "bias"], zip(auto, direct)) {
+            let scale = d.map(abs).max()!
+            let worst = zip(a, d).map { abs($0 - $1) }.max()! / scale
+            #expect(worst < 1e-5, "\(name): auto differs from direct by \(worst) relative")
+            if ConvAlgorithm.winogradAvailable && name != "bias" {
+                #expect(worst > 0, "\(name): auto gave bitwise direct's result; Winograd did not run")
+            }
+        }
+        for algorithm in ConvAlgorithm.allCases {
+            let one = passes(algorithm, threads: 1), two = passes(algorithm, threads: 2)
+            #expect(one == two, "\(algorithm): results change with the thread count")
+        }
     }
 }
