@@ -23,6 +23,9 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Rounds: each round runs the three set-ups once; the best round counts.")
     var rounds = 2
 
+    @Flag(help: "With --only: print where the step's time goes, op by op (forward and backward), from rank 0.")
+    var profile = false
+
     @Option(help: "Measure only this set-up (RANKSxTHREADS, e.g. 2x1); used by the driver.")
     var only: String?
 
@@ -37,8 +40,12 @@ struct BenchTrain: ParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--only takes RANKSxTHREADS, e.g. 2x1") }
             Parallel.setThreads(parts[1])
             let comm = parts[0] > 1 ? try Communicator.world() : nil
-            let ips = try TrainBenchmark.run(config: cfg, communicator: comm, warmup: warmup, steps: steps)
-            if (comm?.rank ?? 0) == 0 { print("RESULT \(only) \(ips)") }
+            let (ips, table) = try TrainBenchmark.run(config: cfg, communicator: comm, warmup: warmup, steps: steps,
+                                                      profile: profile)
+            if (comm?.rank ?? 0) == 0 {
+                print("RESULT \(only) \(ips)")
+                if let table { print(table) }
+            }
             return
         }
         let setups = ["1x1", "1x2", "2x1"]

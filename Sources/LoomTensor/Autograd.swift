@@ -68,6 +68,7 @@ extension Tensor {
     /// input requires gradients; returns `self` for chaining.
     @discardableResult
     public func recorded(_ name: String, _ inputs: [Tensor], _ backward: @escaping BackwardFunction) -> Tensor {
+        if OpProfiler.isEnabled { OpProfiler.mark(name) }
         guard GradMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return self }
         requiresGrad = true
         gradFn = Node(name: name, inputs: inputs.map { $0.requiresGrad ? $0 : nil }, backward: backward)
@@ -155,12 +156,15 @@ enum Autograd {
                 let id = ObjectIdentifier(t)
                 guard let g = grads[id] else { continue }
                 let isTarget = targetIDs?.contains(id) ?? (t.gradFn == nil)
-                if isTarget { deliver(t, g) }
+                if isTarget {
+                    deliver(t, g)
+                    if OpProfiler.isEnabled { OpProfiler.mark("backward: leaf gradients and hooks") }
+                }
                 guard let node = t.gradFn, let backward = node.backward else { continue }
                 if !isTarget { grads[id] = nil }
                 let needs = node.inputs.map { $0.map { relevant.contains(ObjectIdentifier($0)) } ?? false }
                 if needs.contains(true) {
-                    let inputGrads = backward(g, needs)
+                    let inputGrads = OpProfiler.timed("\(node.name) backward") { backward(g, needs) }
                     for (i, input) in node.inputs.enumerated() {
                         guard needs[i], let input, let gi = inputGrads[i] else { continue }
                         precondition(gi.shape == input.shape,
@@ -182,6 +186,7 @@ enum Autograd {
                     }
                 }
                 if !retainGraph { node.release() }
+                if OpProfiler.isEnabled { OpProfiler.mark("backward: gradient sums and tape") }
             }
         }
     }

@@ -88,19 +88,25 @@ public final class DiffusionTask {
                 labels = labelDropout(labels: batch.labels, p: config.diffusion.labelDropout,
                                       nullClass: config.model.classes, stream: &labelStream)
             }
+            OpProfiler.mark("step: labels")
             let loss = diffusion.trainingLoss(model: denoiser(model), x0: batch.images, labels: labels, stream: &noiseStream)
             total += Double(loss.item)
             (loss * scale).backward()
         }
+        OpProfiler.mark("step: backward end")
         try reducer?.synchronize()
+        OpProfiler.mark("step: gradient all-reduce wait")
         var norm: Double?
         if config.train.clipGradNorm > 0 {
             norm = Double(clipGradNorm(model.parameters(), maxNorm: Float(config.train.clipGradNorm)))
         }
         optimizer.setLearningRate(schedule.lr(atStep: step))
+        OpProfiler.mark("step: clip and schedule")
         noGrad { optimizer.step() }
         optimizer.zeroGrad()
+        OpProfiler.mark("step: optimizer")
         noGrad { ema.update() }
+        OpProfiler.mark("step: EMA")
         step += 1
         return (total / Double(microBatches.count), norm)
     }

@@ -6,8 +6,10 @@ import LoomTensor
 /// Steady-state training speed of a diffusion config on synthetic data (the loader is
 /// measured separately by `loom bench data`): warm-up steps, then timed steps.
 public enum TrainBenchmark {
-    /// Images per second per process (slowest rank) over `steps` timed steps.
-    public static func run(config: RunConfig, communicator: Communicator?, warmup: Int, steps: Int) throws -> Double {
+    /// Images per second per process (slowest rank) over `steps` timed steps; with `profile`,
+    /// also `OpProfiler`'s table of the timed steps (which the profiling itself slows a little).
+    public static func run(config: RunConfig, communicator: Communicator?, warmup: Int, steps: Int,
+                           profile: Bool = false) throws -> (imagesPerSecond: Double, profile: String?) {
         let rank = communicator?.rank ?? 0
         ConvAlgorithm.current = config.convAlgorithm
         let task = DiffusionTask(config: config, rank: rank, communicator: communicator)
@@ -19,10 +21,12 @@ public enum TrainBenchmark {
                           cursor: DataCursor(), next: DataCursor())
         for _ in 0..<warmup { _ = try task.trainStep([batch]) }
         try communicator?.barrier()
+        if profile { OpProfiler.start() }
+        defer { OpProfiler.stop() }
         let t0 = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<steps { _ = try task.trainStep([batch]) }
         var seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         if let c = communicator { seconds = try c.allReduceMax(seconds) }
-        return Double(steps * b) / seconds
+        return (Double(steps * b) / seconds, profile ? OpProfiler.table(steps: steps) : nil)
     }
 }
