@@ -21,10 +21,12 @@ protocol LaneBlock {
     static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self
     /// Stores the first `lanes` lanes at `p`.
     func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int)
-    /// Applies a 16-lane function to each 16-lane part.
-    func map16(_ f: (Float16x) -> Float16x) -> Self
-    /// Applies a two-argument 16-lane function part by part.
-    func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self
+    /// act(self), 16 lanes at a time. Generic over the activation type, not a closure:
+    /// closures were left out of line (a call per 16 lanes with the vectors passed through
+    /// memory; GroupNorm+SiLU forward measured 0.42 → 0.31 ms, backward 0.66 → 0.47 ms).
+    func activated<A: NormActivation>(_: A.Type) -> Self
+    /// act'(z)·self, 16 lanes at a time.
+    func activationGradient<A: NormActivation>(_: A.Type, at z: Self) -> Self
     /// Lane-wise arithmetic (members, not global generic operators, which would slow down
     /// type-checking of every `+` in the module).
     static func + (a: Self, b: Self) -> Self
@@ -42,8 +44,10 @@ struct Lanes16: LaneBlock {
     static var zero: Self { Self(v: Float16x(repeating: 0)) }
     @inline(__always) static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self { Self(v: loadLanes(p, lanes)) }
     @inline(__always) func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) { storeLanes(v, p, lanes) }
-    @inline(__always) func map16(_ f: (Float16x) -> Float16x) -> Self { Self(v: f(v)) }
-    @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self { Self(v: f(v, other.v)) }
+    @inline(__always) func activated<A: NormActivation>(_: A.Type) -> Self { Self(v: A.apply(v)) }
+    @inline(__always) func activationGradient<A: NormActivation>(_: A.Type, at z: Self) -> Self {
+        Self(v: A.gradient(v, z.v))
+    }
     @inline(__always) static func + (a: Self, b: Self) -> Self { Self(v: a.v + b.v) }
     @inline(__always) static func - (a: Self, b: Self) -> Self { Self(v: a.v - b.v) }
     @inline(__always) static func * (a: Self, b: Self) -> Self { Self(v: a.v * b.v) }
@@ -63,11 +67,11 @@ struct LanePair<Half: LaneBlock>: LaneBlock {
         low.store(p, Half.width)
         high.store(p + Half.width, Half.width)
     }
-    @inline(__always) func map16(_ f: (Float16x) -> Float16x) -> Self {
-        Self(low: low.map16(f), high: high.map16(f))
+    @inline(__always) func activated<A: NormActivation>(_: A.Type) -> Self {
+        Self(low: low.activated(A.self), high: high.activated(A.self))
     }
-    @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self {
-        Self(low: low.map16(other.low, f), high: high.map16(other.high, f))
+    @inline(__always) func activationGradient<A: NormActivation>(_: A.Type, at z: Self) -> Self {
+        Self(low: low.activationGradient(A.self, at: z.low), high: high.activationGradient(A.self, at: z.high))
     }
     @inline(__always) static func + (a: Self, b: Self) -> Self { Self(low: a.low + b.low, high: a.high + b.high) }
     @inline(__always) static func - (a: Self, b: Self) -> Self { Self(low: a.low - b.low, high: a.high - b.high) }
@@ -216,7 +220,7 @@ struct NormalizeKernel<A: NormActivation>: LaneBlockKernel {
         let m: V = load(mean + c, lanes), s: V = load(scale + c, lanes), b: V = load(shift + c, lanes)
         for r in 0..<rows {
             let o = r * stride + c
-            A.apply((load(x + o, lanes) - m) * s + b).store(y + o, lanes)
+            ((load(x + o, lanes) - m) * s + b).activated(A.self).store(y + o, lanes)
         }
     }
 }
@@ -239,7 +243,7 @@ struct GradientSumsKernel<A: NormActivation>: LaneBlockKernel {
             let centred = load(x + o, lanes) - m
             var dz: V = load(g + o, lanes)
             if !A.isIdentity {
-                dz = A.gradient(dz, centred * s + b)
+                dz = dz.activationGradient(A.self, at: centred * s + b)
                 if let dzOut { dz.store(dzOut + o, lanes) }
             }
             return (dz, dz * (centred * rs))
@@ -271,10 +275,10 @@ struct InputGradientKernel: LaneBlockKernel {
 protocol NormActivation {
     /// Whether the activation is the identity (the backward then reads g directly).
     static var isIdentity: Bool { get }
-    /// y = act(z).
-    static func apply<V: LaneBlock>(_ z: V) -> V
-    /// dL/dz from dL/dy = g at pre-activation z.
-    static func gradient<V: LaneBlock>(_ g: V, _ z: V) -> V
+    /// y = act(z) on 16 lanes.
+    static func apply(_ z: Float16x) -> Float16x
+    /// dL/dz from dL/dy = g at pre-activation z, on 16 lanes.
+    static func gradient(_ g: Float16x, _ z: Float16x) -> Float16x
     /// act(z) with differentiable ops (the composite backward).
     static func apply(_ z: Tensor) -> Tensor
     /// dL/dz with differentiable ops.
@@ -283,20 +287,18 @@ protocol NormActivation {
 
 enum NoActivation: NormActivation {
     static var isIdentity: Bool { true }
-    @inline(__always) static func apply<V: LaneBlock>(_ z: V) -> V { z }
-    @inline(__always) static func gradient<V: LaneBlock>(_ g: V, _ z: V) -> V { g }
+    @inline(__always) static func apply(_ z: Float16x) -> Float16x { z }
+    @inline(__always) static func gradient(_ g: Float16x, _ z: Float16x) -> Float16x { g }
     static func apply(_ z: Tensor) -> Tensor { z }
     static func gradient(_ g: Tensor, _ z: Tensor) -> Tensor { g }
 }
 
 enum SiLUActivation: NormActivation {
     static var isIdentity: Bool { false }
-    @inline(__always) static func apply<V: LaneBlock>(_ z: V) -> V { z.map16 { $0 * simdSigmoid($0) } }
-    @inline(__always) static func gradient<V: LaneBlock>(_ g: V, _ z: V) -> V {
-        g.map16(z) { g, z in
-            let s = simdSigmoid(z)
-            return g * s * (1 + z * (1 - s))
-        }
+    @inline(__always) static func apply(_ z: Float16x) -> Float16x { z * simdSigmoid(z) }
+    @inline(__always) static func gradient(_ g: Float16x, _ z: Float16x) -> Float16x {
+        let s = simdSigmoid(z)
+        return g * s * (1 + z * (1 - s))
     }
     static func apply(_ z: Tensor) -> Tensor { z.silu() }
     static func gradient(_ g: Tensor, _ z: Tensor) -> Tensor {
