@@ -2,7 +2,7 @@
 ///
 /// Both ops see their input as slabs of `rows` rows × `width` channels (rows `stride`
 /// floats apart): a (sample, run of groups) unit for group norm, a block of rows for batch
-/// norm. A pass walks the rows in memory order over 32 or 16 channels at a time
+/// norm. A pass walks the rows in memory order over 64, 32 or 16 channels at a time
 /// (`LaneBlock`), so per-channel coefficients and accumulators stay in registers and the
 /// reads stream; a padded 16-lane block takes odd channel counts.
 /// Every channel is summed in row order, in float per 64 rows and then added up, so
