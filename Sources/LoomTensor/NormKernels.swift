@@ -2,7 +2,7 @@
 ///
 /// Both ops see their input as slabs of `rows` rows × `width` channels (rows `stride`
 /// floats apart): a (sample, run of groups) unit for group norm, a block of rows for batch
-/// norm. A pass walks the rows in memory order over 32 or 16 channels at a time
+/// norm. A pass walks the rows in memory order over 64, 32 or 16 channels at a time
 /// (`LaneBlock`), so per-channel coefficients and accumulators stay in registers and the
 /// reads stream; a padded 16-lane block takes odd channel counts.
 /// Every channel is summed in row order, in float per 64 rows and then added up, so
@@ -21,16 +21,20 @@ protocol LaneBlock {
     static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self
     /// Stores the first `lanes` lanes at `p`.
     func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int)
-    /// Applies a 16-lane function to each 16-lane part.
-    func map16(_ f: (Float16x) -> Float16x) -> Self
-    /// Applies a two-argument 16-lane function part by part.
-    func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self
+    /// act(self), 16 lanes at a time. Generic over the activation type, not a closure:
+    /// closures were left out of line (a call per 16 lanes with the vectors passed through
+    /// memory; GroupNorm+SiLU forward measured 0.42 → 0.31 ms, backward 0.66 → 0.47 ms).
+    func activated<A: NormActivation>(_: A.Type) -> Self
+    /// act'(z)·self, 16 lanes at a time.
+    func activationGradient<A: NormActivation>(_: A.Type, at z: Self) -> Self
     /// Lane-wise arithmetic (members, not global generic operators, which would slow down
     /// type-checking of every `+` in the module).
     static func + (a: Self, b: Self) -> Self
     static func - (a: Self, b: Self) -> Self
     static func * (a: Self, b: Self) -> Self
     static func += (a: inout Self, b: Self)
+    /// a·b + c, fused where the target has FMA.
+    static func multiplyAdd(_ a: Self, _ b: Self, _ c: Self) -> Self
 }
 
 /// 16 lanes (possibly partial). A wrapper rather than a conformance of SIMD16 itself, so
@@ -42,12 +46,17 @@ struct Lanes16: LaneBlock {
     static var zero: Self { Self(v: Float16x(repeating: 0)) }
     @inline(__always) static func load(_ p: UnsafePointer<Float>, _ lanes: Int) -> Self { Self(v: loadLanes(p, lanes)) }
     @inline(__always) func store(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) { storeLanes(v, p, lanes) }
-    @inline(__always) func map16(_ f: (Float16x) -> Float16x) -> Self { Self(v: f(v)) }
-    @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self { Self(v: f(v, other.v)) }
+    @inline(__always) func activated<A: NormActivation>(_: A.Type) -> Self { Self(v: A.apply(v)) }
+    @inline(__always) func activationGradient<A: NormActivation>(_: A.Type, at z: Self) -> Self {
+        Self(v: A.gradient(v, z.v))
+    }
     @inline(__always) static func + (a: Self, b: Self) -> Self { Self(v: a.v + b.v) }
     @inline(__always) static func - (a: Self, b: Self) -> Self { Self(v: a.v - b.v) }
     @inline(__always) static func * (a: Self, b: Self) -> Self { Self(v: a.v * b.v) }
     @inline(__always) static func += (a: inout Self, b: Self) { a.v += b.v }
+    @inline(__always) static func multiplyAdd(_ a: Self, _ b: Self, _ c: Self) -> Self {
+        Self(v: lanesMultiplyAdd(a.v, b.v, c.v))
+    }
 }
 
 /// Two blocks side by side (always full).
@@ -63,16 +72,19 @@ struct LanePair<Half: LaneBlock>: LaneBlock {
         low.store(p, Half.width)
         high.store(p + Half.width, Half.width)
     }
-    @inline(__always) func map16(_ f: (Float16x) -> Float16x) -> Self {
-        Self(low: low.map16(f), high: high.map16(f))
+    @inline(__always) func activated<A: NormActivation>(_: A.Type) -> Self {
+        Self(low: low.activated(A.self), high: high.activated(A.self))
     }
-    @inline(__always) func map16(_ other: Self, _ f: (Float16x, Float16x) -> Float16x) -> Self {
-        Self(low: low.map16(other.low, f), high: high.map16(other.high, f))
+    @inline(__always) func activationGradient<A: NormActivation>(_: A.Type, at z: Self) -> Self {
+        Self(low: low.activationGradient(A.self, at: z.low), high: high.activationGradient(A.self, at: z.high))
     }
     @inline(__always) static func + (a: Self, b: Self) -> Self { Self(low: a.low + b.low, high: a.high + b.high) }
     @inline(__always) static func - (a: Self, b: Self) -> Self { Self(low: a.low - b.low, high: a.high - b.high) }
     @inline(__always) static func * (a: Self, b: Self) -> Self { Self(low: a.low * b.low, high: a.high * b.high) }
     @inline(__always) static func += (a: inout Self, b: Self) { a = a + b }
+    @inline(__always) static func multiplyAdd(_ a: Self, _ b: Self, _ c: Self) -> Self {
+        Self(low: .multiplyAdd(a.low, b.low, c.low), high: .multiplyAdd(a.high, b.high, c.high))
+    }
 }
 
 /// `n` floats (all 16 when n ≥ 16) as one vector; missing lanes are zero.
@@ -103,11 +115,14 @@ protocol LaneBlockKernel {
     func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int)
 }
 
-/// Runs `kernel` over `width` channels in blocks of 32, then 16 (the last one possibly
-/// partial). Wider blocks measured no faster and spill without AVX-512's 32 registers.
+/// Runs `kernel` over `width` channels in blocks of 64, 32, then 16 (the last one possibly
+/// partial). Four independent 16-lane chains per row keep the out-of-order core busy
+/// through the long dependency chains of exp in the SiLU passes (GroupNorm+SiLU over 64
+/// channels: forward 0.28 → 0.25 ms, backward 0.43 → 0.34 ms against 32-lane blocks).
 @inline(__always)
 func forEachLaneBlock<K: LaneBlockKernel>(width: Int, _ kernel: K) {
     var c = 0
+    while width - c >= 64 { kernel.run(LanePair<LanePair<Lanes16>>.self, c: c, lanes: 64); c += 64 }
     while width - c >= 32 { kernel.run(LanePair<Lanes16>.self, c: c, lanes: 32); c += 32 }
     while c < width { kernel.run(Lanes16.self, c: c, lanes: min(16, width - c)); c += 16 }
 }
@@ -143,6 +158,26 @@ func columnSumPair<V: LaneBlock>(rows: Int, _ term: (_ row: Int) -> (V, V)) -> (
             let (a, b) = term(r)
             acc += a
             acc2 += b
+        }
+        total += acc
+        total2 += acc2
+        r0 = r1
+    }
+    return (total, total2)
+}
+
+/// Σ a(r) and Σ a(r)·b(r) for (a, b) = term(r), blocked like `columnSum`.
+@inline(__always)
+func columnSumAndDot<V: LaneBlock>(rows: Int, _ term: (_ row: Int) -> (V, V)) -> (V, V) {
+    var total = V.zero, total2 = V.zero
+    var r0 = 0
+    while r0 < rows {
+        let r1 = min(rows, r0 + columnSumBlock)
+        var acc = V.zero, acc2 = V.zero
+        for r in r0..<r1 {
+            let (a, b) = term(r)
+            acc += a
+            acc2 = V.multiplyAdd(a, b, acc2)
         }
         total += acc
         total2 += acc2
@@ -216,14 +251,14 @@ struct NormalizeKernel<A: NormActivation>: LaneBlockKernel {
         let m: V = load(mean + c, lanes), s: V = load(scale + c, lanes), b: V = load(shift + c, lanes)
         for r in 0..<rows {
             let o = r * stride + c
-            A.apply((load(x + o, lanes) - m) * s + b).store(y + o, lanes)
+            V.multiplyAdd(load(x + o, lanes) - m, s, b).activated(A.self).store(y + o, lanes)
         }
     }
 }
 
 /// First backward pass: dz = act'(z)·g with z = (x − mean)·scale + shift as in the forward
 /// (written to `dzOut` when the activation is not the identity), and per channel Σdz and
-/// Σdz·x̂ with x̂ = (x − mean)·rstd.
+/// Σdz·x̂ with x̂ = (x − mean)·rstd (summed as Σdz·(x − mean), then scaled).
 struct GradientSumsKernel<A: NormActivation>: LaneBlockKernel {
     let x: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, dzOut: UnsafeMutablePointer<Float>?
     let rows: Int, stride: Int
@@ -234,18 +269,18 @@ struct GradientSumsKernel<A: NormActivation>: LaneBlockKernel {
     @inline(__always) func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int) {
         let m: V = load(mean + c, lanes), rs: V = load(rstd + c, lanes)
         let s: V = load(scale + c, lanes), b: V = load(shift + c, lanes)
-        let (s1, s2) = columnSumPair(rows: rows) { r -> (V, V) in
+        let (s1, s2) = columnSumAndDot(rows: rows) { r -> (V, V) in
             let o = r * stride + c
             let centred = load(x + o, lanes) - m
             var dz: V = load(g + o, lanes)
             if !A.isIdentity {
-                dz = A.gradient(dz, centred * s + b)
+                dz = dz.activationGradient(A.self, at: V.multiplyAdd(centred, s, b))
                 if let dzOut { dz.store(dzOut + o, lanes) }
             }
-            return (dz, dz * (centred * rs))
+            return (dz, centred)
         }
         s1.store(sumDz + c, lanes)
-        s2.store(sumDzXhat + c, lanes)
+        (s2 * rs).store(sumDzXhat + c, lanes)
     }
 }
 
@@ -259,10 +294,11 @@ struct InputGradientKernel: LaneBlockKernel {
 
     @inline(__always) func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int) {
         let m: V = load(mean + c, lanes), av: V = load(a + c, lanes)
-        let bv: V = load(b + c, lanes), kv: V = load(k + c, lanes)
+        let minusB = V.zero - load(b + c, lanes), minusK = V.zero - load(k + c, lanes)
         for r in 0..<rows {
             let o = r * stride + c
-            (av * load(dz + o, lanes) - bv * (load(x + o, lanes) - m) - kv).store(dx + o, lanes)
+            V.multiplyAdd(av, load(dz + o, lanes), V.multiplyAdd(minusB, load(x + o, lanes) - m, minusK))
+                .store(dx + o, lanes)
         }
     }
 }
@@ -271,10 +307,10 @@ struct InputGradientKernel: LaneBlockKernel {
 protocol NormActivation {
     /// Whether the activation is the identity (the backward then reads g directly).
     static var isIdentity: Bool { get }
-    /// y = act(z).
-    static func apply<V: LaneBlock>(_ z: V) -> V
-    /// dL/dz from dL/dy = g at pre-activation z.
-    static func gradient<V: LaneBlock>(_ g: V, _ z: V) -> V
+    /// y = act(z) on 16 lanes.
+    static func apply(_ z: Float16x) -> Float16x
+    /// dL/dz from dL/dy = g at pre-activation z, on 16 lanes.
+    static func gradient(_ g: Float16x, _ z: Float16x) -> Float16x
     /// act(z) with differentiable ops (the composite backward).
     static func apply(_ z: Tensor) -> Tensor
     /// dL/dz with differentiable ops.
@@ -283,26 +319,56 @@ protocol NormActivation {
 
 enum NoActivation: NormActivation {
     static var isIdentity: Bool { true }
-    @inline(__always) static func apply<V: LaneBlock>(_ z: V) -> V { z }
-    @inline(__always) static func gradient<V: LaneBlock>(_ g: V, _ z: V) -> V { g }
+    @inline(__always) static func apply(_ z: Float16x) -> Float16x { z }
+    @inline(__always) static func gradient(_ g: Float16x, _ z: Float16x) -> Float16x { g }
     static func apply(_ z: Tensor) -> Tensor { z }
     static func gradient(_ g: Tensor, _ z: Tensor) -> Tensor { g }
 }
 
 enum SiLUActivation: NormActivation {
     static var isIdentity: Bool { false }
-    @inline(__always) static func apply<V: LaneBlock>(_ z: V) -> V { z.map16 { $0 * simdSigmoid($0) } }
-    @inline(__always) static func gradient<V: LaneBlock>(_ g: V, _ z: V) -> V {
-        g.map16(z) { g, z in
-            let s = simdSigmoid(z)
-            return g * s * (1 + z * (1 - s))
-        }
+    @inline(__always) static func apply(_ z: Float16x) -> Float16x { z / (1 + fusedExp(-z)) }
+    @inline(__always) static func gradient(_ g: Float16x, _ z: Float16x) -> Float16x {
+        let s = 1 / (1 + fusedExp(-z))
+        return g * s * lanesMultiplyAdd(z, 1 - s, Float16x(repeating: 1))
     }
     static func apply(_ z: Tensor) -> Tensor { z.silu() }
     static func gradient(_ g: Tensor, _ z: Tensor) -> Tensor {
         let s = z.sigmoid()
         return g * (s * (1 + z * (1 - s)))
     }
+}
+
+/// a·b + c per lane, fused under LOOM_FMA. Constants must be vectors
+/// (`Float16x(repeating:)`): Swift's SIMD ops reach LLVM lane by lane, and mixing in
+/// vector–scalar operators made the SLP vectoriser emit shuffle-laden code (3× slower).
+@_transparent
+func lanesMultiplyAdd(_ a: Float16x, _ b: Float16x, _ c: Float16x) -> Float16x {
+    #if LOOM_FMA
+    return c.addingProduct(a, b)
+    #else
+    return a * b + c
+    #endif
+}
+
+/// `simdExp` with its range reduction fused as well (three fewer operations per 16 lanes
+/// in the SiLU passes, whose cost is dominated by exp).
+@_transparent
+func fusedExp(_ x: Float16x) -> Float16x {
+    let xc = x.replacing(with: -87.33, where: x .< -87.33).replacing(with: 88.72, where: x .> 88.72)
+    let t = lanesMultiplyAdd(xc, Float16x(repeating: 1.442_695_040_888_963_4), Float16x(repeating: 12_582_912))
+    let n = t - 12_582_912
+    var r = lanesMultiplyAdd(n, Float16x(repeating: -0.693_359_375), xc)
+    r = lanesMultiplyAdd(n, Float16x(repeating: 2.121_944_40e-4), r)
+    var p = Float16x(repeating: 1.987_569_150_0e-4)
+    p = lanesMultiplyAdd(p, r, Float16x(repeating: 1.398_199_950_7e-3))
+    p = lanesMultiplyAdd(p, r, Float16x(repeating: 8.333_451_907_3e-3))
+    p = lanesMultiplyAdd(p, r, Float16x(repeating: 4.166_579_589_4e-2))
+    p = lanesMultiplyAdd(p, r, Float16x(repeating: 1.666_666_545_9e-1))
+    p = lanesMultiplyAdd(p, r, Float16x(repeating: 5.000_000_120_1e-1))
+    p = lanesMultiplyAdd(p, r * r, r + 1)
+    let bits = (unsafeBitCast(t, to: SIMD16<UInt32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+    return p * unsafeBitCast(bits, to: Float16x.self)
 }
 
 /// The lanes of `v` added in a fixed order (`SIMD.sum()` is a generic, unspecialised call).
