@@ -28,9 +28,8 @@ func broadcastBinary<K: BinaryKernel>(_ a: Tensor, _ b: Tensor, _: K.Type) -> Te
     ])
     let n = rows.innerCount, sa = rows.innerStride(1), sb = rows.innerStride(2)
     Parallel.forRange(rows.rowCount, grain: max(1, (1 << 14) / n)) { range in
-        for row in range {
-            let off = rows.offsets(ofRow: row)
-            let o = po + off[0], x = pa + off[1], y = pb + off[2]
+        rows.forEachRow(range) { o0, o1, o2 in
+            let o = po + o0, x = pa + o1, y = pb + o2
             if sa == 1 && sb == 1 {
                 for i in 0..<n { o[i] = K.apply(x[i], y[i]) }
             } else if sb == 0 {
@@ -57,9 +56,8 @@ extension Tensor {
         ])
         let n = rows.innerCount, s = rows.innerStride(1), po = out.data, pi = data
         Parallel.forRange(rows.rowCount, grain: Swift.max(1, (1 << 14) / n)) { range in
-            for row in range {
-                let off = rows.offsets(ofRow: row)
-                let o = po + off[0], x = pi + off[1]
+            rows.forEachRow(range) { o0, o1, _ in
+                let o = po + o0, x = pi + o1
                 if s == 1 { o.update(from: x, count: n) } else { o.update(repeating: x[0], count: n) }
             }
         }
@@ -80,9 +78,8 @@ extension Tensor {
         ])
         let n = rows.innerCount, s = rows.innerStride(1), po = out.data, pi = data
         // Serial and in a fixed order, so results never depend on the thread count.
-        for row in 0..<rows.rowCount {
-            let off = rows.offsets(ofRow: row)
-            let x = pi + off[0], o = po + off[1]
+        rows.forEachRow(0..<rows.rowCount) { o0, o1, _ in
+            let x = pi + o0, o = po + o1
             if s == 1 {
                 for i in 0..<n { o[i] += x[i] }
             } else {
