@@ -318,7 +318,7 @@ final class ConvPrimitive {
 
     /// Images per backward-weights chunk. The chunks are summed in a fixed order, so the
     /// result depends on the batch size only; large enough that each chunk runs near peak.
-    static let weightChunkImages = 16
+    static let weightChunkImages = 32
 
     /// diff_W (and diff_bias = diff_dst summed over N, H, W when `withBias`), the adjoint
     /// of `forward` in W: one single-threaded primitive (or GEMM for 1×1, or Loom's loop for

@@ -83,14 +83,14 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 5, 5, 3], cout: 8, k: 4, stride: 1, padding: 0),
         ConvCase(x: [2, 4, 6, 16], cout: 32, k: 3, stride: 1, padding: 1),             // blocked weights
         ConvCase(x: [2, 8, 8, 64], cout: 48, k: 1, stride: 1, padding: 0, bias: false),
-        ConvCase(x: [37, 4, 3, 5], cout: 6, k: 3, stride: 1, padding: 1),              // 3 weight-gradient chunks
-        ConvCase(x: [20, 3, 5, 6], cout: 7, k: 1, stride: 1, padding: 0),              // 1×1 as GEMM, 2 chunks
+        ConvCase(x: [69, 4, 3, 5], cout: 6, k: 3, stride: 1, padding: 1),              // 3 weight-gradient chunks
+        ConvCase(x: [40, 3, 5, 6], cout: 7, k: 1, stride: 1, padding: 0),              // 1×1 as GEMM, 2 chunks
         ConvCase(x: [18, 5, 4, 35], cout: 1, k: 3, stride: 1, padding: 1),             // one output channel
         ConvCase(x: [2, 7, 20, 16], cout: 1, k: 4, stride: 2, padding: 1, bias: false),
         ConvCase(x: [2, 5, 12, 32], cout: 1, k: 3, stride: 1, padding: 1),
         ConvCase(x: [2, 6, 5, 3], cout: 1, k: 3, stride: 2, padding: 0),               // right padding −1
         ConvCase(x: [2, 9, 7, 16], cout: 64, k: 3, stride: 1, padding: 1),             // Winograd, all three passes
-        ConvCase(x: [19, 6, 5, 32], cout: 16, k: 3, stride: 1, padding: 1, bias: false),  // Winograd fwd/bwd-data, 2 chunks
+        ConvCase(x: [35, 6, 5, 32], cout: 16, k: 3, stride: 1, padding: 1, bias: false),  // Winograd fwd/bwd-data, 2 chunks
     ]
 
     static let transposedCases: [ConvCase] = [
@@ -101,7 +101,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 1, 1, 8], cout: 4, k: 4, stride: 1, padding: 0),                    // DCGAN's z → 4×4
         ConvCase(x: [2, 4, 3, 16], cout: 32, k: 4, stride: 2, padding: 1),                  // blocked weights
         ConvCase(x: [2, 3, 5, 3], cout: 2, k: 3, stride: 2, padding: 0),
-        ConvCase(x: [20, 2, 3, 4], cout: 3, k: 4, stride: 2, padding: 1),                   // 2 weight-gradient chunks
+        ConvCase(x: [40, 2, 3, 4], cout: 3, k: 4, stride: 2, padding: 1),                   // 2 weight-gradient chunks
         ConvCase(x: [3, 3, 4, 1], cout: 20, k: 3, stride: 2, padding: 1, outputPadding: 1),  // one input channel
         ConvCase(x: [2, 5, 6, 64], cout: 16, k: 3, stride: 1, padding: 1),                   // Winograd underneath
     ]
