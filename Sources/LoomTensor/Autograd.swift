@@ -176,8 +176,7 @@ enum Autograd {
                             } else if owned.contains(iid) {
                                 addInPlace(old, gi)
                             } else {
-                                grads[iid] = old.copy()
-                                addInPlace(grads[iid]!, gi)
+                                grads[iid] = broadcastBinary(old, gi, AddKernel.self)  // a fresh buffer: ours
                                 owned.insert(iid)
                             }
                         } else {
