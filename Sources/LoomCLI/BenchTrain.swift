@@ -32,6 +32,12 @@ struct BenchTrain: ParsableCommand {
     @Argument(help: "Config overrides key.path=value.")
     var overrides: [String] = []
 
+    func validate() throws {
+        if profile && only == nil {
+            throw ValidationError("--profile needs --only RANKSxTHREADS (e.g. --only 1x2 --profile): it profiles one set-up")
+        }
+    }
+
     func run() throws {
         let cfg = try RunConfig.load(file: config, overrides: overrides)
         if let only {

@@ -133,11 +133,14 @@ final class ConvPrimitive {
         let threads = pass == .backwardWeights || singleThreaded ? 1 : DNNL.maxThreads
         let kernel = ConvKernel.choose(ConvAlgorithm.current, g, pass)
         return DNNL.cached(Key(geometry: g, pass: pass, bias: bias, threads: threads, kernel: kernel)) {
-            DNNL.withThreads(threads) { ConvPrimitive(g, pass, bias: bias, kernel: kernel) }
+            DNNL.withThreads(threads) {
+                ConvPrimitive(g, pass, bias: bias, kernel: kernel) ?? ConvPrimitive(g, pass, bias: bias, kernel: .direct)!
+            }
         }
     }
 
-    private init(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool, kernel: ConvKernel) {
+    /// nil when oneDNN has no Winograd kernel for this shape (never for direct convolution).
+    private init?(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool, kernel: ConvKernel) {
         let layout = kernel == .winograd ? dnnl_nChw16c : dnnl_nhwc
         let algorithm = kernel == .winograd ? dnnl_convolution_winograd : dnnl_convolution_direct
         var src = DNNL.memoryDesc([g.batch, g.srcC, g.srcH, g.srcW], layout)
@@ -154,15 +157,24 @@ final class ConvPrimitive {
         let attr = DNNL.makeAttr()
         defer { dnnl_primitive_attr_destroy(attr) }
 
+        // Winograd covers fewer shapes than its eligibility rule can tell (oneDNN checks more,
+        // e.g. the image size): when oneDNN declines, the caller falls back to direct. Direct
+        // convolution covers every shape, so a failure there is a bug and stops.
+        func succeeded(_ status: dnnl_status_t, _ step: String) -> Bool {
+            if kernel == .winograd { return status == dnnl_success }
+            DNNL.check(status, "\(step) \(what)")
+            return true
+        }
         // The forward descriptor is the primitive itself or the backward passes' hint.
-        func forwardDesc(bias: Bool) -> dnnl_primitive_desc_t {
+        func forwardDesc(bias: Bool) -> dnnl_primitive_desc_t? {
             var cd = dnnl_convolution_desc_t()
-            DNNL.check(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, algorithm,
-                                                          &src, &weights, bias ? UnsafePointer(biasMD) : nil, &dst,
-                                                          strides, padL, padR), "describing \(what)")
             var pd: dnnl_primitive_desc_t?
-            DNNL.check(dnnl_primitive_desc_create(&pd, &cd, attr, DNNL.engine, nil), "choosing an implementation of \(what)")
-            return pd!
+            guard succeeded(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, algorithm,
+                                                               &src, &weights, bias ? UnsafePointer(biasMD) : nil, &dst,
+                                                               strides, padL, padR), "describing"),
+                  succeeded(dnnl_primitive_desc_create(&pd, &cd, attr, DNNL.engine, nil), "choosing an implementation of")
+            else { return nil }
+            return pd
         }
 
         var cd = dnnl_convolution_desc_t()
@@ -173,21 +185,24 @@ final class ConvPrimitive {
             pd = forwardDesc(bias: bias)
             weightsQuery = dnnl_query_weights_md
         case .backwardData:
-            let hint = forwardDesc(bias: false)
+            guard let hint = forwardDesc(bias: false) else { return nil }
             defer { dnnl_primitive_desc_destroy(hint) }
-            DNNL.check(dnnl_convolution_backward_data_desc_init(&cd, algorithm, &src, &weights, &dst,
-                                                                strides, padL, padR), "describing \(what)")
-            DNNL.check(dnnl_primitive_desc_create(&pd, &cd, attr, DNNL.engine, hint), "choosing an implementation of \(what)")
+            if succeeded(dnnl_convolution_backward_data_desc_init(&cd, algorithm, &src, &weights, &dst,
+                                                                  strides, padL, padR), "describing") {
+                _ = succeeded(dnnl_primitive_desc_create(&pd, &cd, attr, DNNL.engine, hint), "choosing an implementation of")
+            }
             weightsQuery = dnnl_query_weights_md
         case .backwardWeights:
-            let hint = forwardDesc(bias: bias)
+            guard let hint = forwardDesc(bias: bias) else { return nil }
             defer { dnnl_primitive_desc_destroy(hint) }
-            DNNL.check(dnnl_convolution_backward_weights_desc_init(&cd, algorithm, &src, &weights,
-                                                                   bias ? UnsafePointer(biasMD) : nil, &dst, strides, padL, padR),
-                       "describing \(what)")
-            DNNL.check(dnnl_primitive_desc_create(&pd, &cd, attr, DNNL.engine, hint), "choosing an implementation of \(what)")
+            if succeeded(dnnl_convolution_backward_weights_desc_init(&cd, algorithm, &src, &weights,
+                                                                     bias ? UnsafePointer(biasMD) : nil, &dst, strides, padL, padR),
+                         "describing") {
+                _ = succeeded(dnnl_primitive_desc_create(&pd, &cd, attr, DNNL.engine, hint), "choosing an implementation of")
+            }
             weightsQuery = dnnl_query_diff_weights_md
         }
+        guard pd != nil else { return nil }
         main = DNNLPrimitive(desc: pd!, what: what)
         let chosen = dnnl_primitive_desc_query_md(pd, weightsQuery, 0)!
         if dnnl_memory_desc_equal(chosen, &user) != 0 {

@@ -91,6 +91,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 6, 5, 3], cout: 1, k: 3, stride: 2, padding: 0),               // right padding −1
         ConvCase(x: [2, 9, 7, 16], cout: 64, k: 3, stride: 1, padding: 1),             // Winograd, all three passes
         ConvCase(x: [35, 6, 5, 32], cout: 16, k: 3, stride: 1, padding: 1, bias: false),  // Winograd fwd/bwd-data, 2 chunks
+        ConvCase(x: [3, 1, 2, 16], cout: 64, k: 3, stride: 1, padding: 1),             // Winograd-eligible, tiny image
     ]
 
     static let transposedCases: [ConvCase] = [
