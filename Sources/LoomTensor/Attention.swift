@@ -22,14 +22,17 @@ public func scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor,
     let weights = Tensor(uninitialized: batchShape + [tq, tk])
     let out = Tensor(uninitialized: batchShape + [tq, dv])
     let pq = query.data, pk = key.data, pv = value.data, pp = weights.data, po = out.data
-    // One head at a time, so its score matrix is still in cache for the softmax and ·V.
-    for b in 0..<batches {
-        let p = pp + b * tq * tk
-        rowMajorSgemm(transA: false, transB: true, m: tq, n: tk, k: d, alpha: s, a: pq + b * tq * d, lda: d,
-                      b: pk + b * tk * d, ldb: d, beta: 0, c: p, ldc: tk)
-        for i in 0..<tq { SoftmaxKernels.forwardRow(p + i * tk, p + i * tk, tk, log: false) }
-        rowMajorSgemm(transA: false, transB: false, m: tq, n: dv, k: tk, alpha: 1, a: p, lda: tk,
-                      b: pv + b * tk * dv, ldb: dv, beta: 0, c: po + b * tq * dv, ldc: dv)
+    // One head at a time, so its score matrix is still in cache for the softmax and ·V;
+    // heads spread over the threads (each head's GEMMs are too small for BLAS to split).
+    Parallel.forRange(batches, grain: headGrain(tq * tk * (d + dv))) { range in
+        for b in range {
+            let p = pp + b * tq * tk
+            rowMajorSgemm(transA: false, transB: true, m: tq, n: tk, k: d, alpha: s, a: pq + b * tq * d, lda: d,
+                          b: pk + b * tk * d, ldb: d, beta: 0, c: p, ldc: tk)
+            for i in 0..<tq { SoftmaxKernels.forwardRow(p + i * tk, p + i * tk, tk, log: false) }
+            rowMajorSgemm(transA: false, transB: false, m: tq, n: dv, k: tk, alpha: 1, a: p, lda: tk,
+                          b: pv + b * tk * dv, ldb: dv, beta: 0, c: po + b * tq * dv, ldc: dv)
+        }
     }
     return out.recorded("attention", [query, key, value]) { g, needs in
         if GradMode.isEnabled {
@@ -49,7 +52,7 @@ public func scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor,
 }
 
 /// The fused first-order backward: dV = Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)),
-/// dQ = scale · dS K, dK = scale · dSᵀ Q, head by head with one reused dS buffer.
+/// dQ = scale · dS K, dK = scale · dSᵀ Q, head by head with one dS buffer per thread.
 func attentionBackward(_ g: Tensor, _ query: Tensor, _ key: Tensor, _ value: Tensor, weights: Tensor,
                        scale s: Float, needs: [Bool]) -> [Tensor?] {
     let r = query.rank
@@ -58,26 +61,32 @@ func attentionBackward(_ g: Tensor, _ query: Tensor, _ key: Tensor, _ value: Ten
     let dQ = needs[0] ? Tensor(uninitialized: query.shape) : nil
     let dK = needs[1] ? Tensor(uninitialized: key.shape) : nil
     let dV = needs[2] ? Tensor(uninitialized: value.shape) : nil
-    let scores = needs[0] || needs[1] ? Tensor(uninitialized: [tq, tk]) : nil
     let pq = query.data, pk = key.data, pv = value.data, pp = weights.data, pg = g.data
-    for b in 0..<batches {
-        let p = pp + b * tq * tk, go = pg + b * tq * dv
-        if let dV {
-            rowMajorSgemm(transA: true, transB: false, m: tk, n: dv, k: tq, alpha: 1, a: p, lda: tk,
-                          b: go, ldb: dv, beta: 0, c: dV.data + b * tk * dv, ldc: dv)
-        }
-        guard let ds = scores?.data else { continue }
-        rowMajorSgemm(transA: false, transB: true, m: tq, n: tk, k: dv, alpha: 1, a: go, lda: dv,
-                      b: pv + b * tk * dv, ldb: dv, beta: 0, c: ds, ldc: tk)
-        for i in 0..<tq { SoftmaxKernels.backwardRow(p + i * tk, ds + i * tk, ds + i * tk, tk, log: false) }
-        if let dQ {
-            rowMajorSgemm(transA: false, transB: false, m: tq, n: d, k: tk, alpha: s, a: ds, lda: tk,
-                          b: pk + b * tk * d, ldb: d, beta: 0, c: dQ.data + b * tq * d, ldc: d)
-        }
-        if let dK {
-            rowMajorSgemm(transA: true, transB: false, m: tk, n: d, k: tq, alpha: s, a: ds, lda: tk,
-                          b: pq + b * tq * d, ldb: d, beta: 0, c: dK.data + b * tk * d, ldc: d)
+    Parallel.forRange(batches, grain: headGrain(tq * tk * (2 * d + 2 * dv))) { range in
+        let scores = needs[0] || needs[1] ? Storage(count: tq * tk) : nil
+        for b in range {
+            let p = pp + b * tq * tk, go = pg + b * tq * dv
+            if let dV {
+                rowMajorSgemm(transA: true, transB: false, m: tk, n: dv, k: tq, alpha: 1, a: p, lda: tk,
+                              b: go, ldb: dv, beta: 0, c: dV.data + b * tk * dv, ldc: dv)
+            }
+            guard let ds = scores?.data else { continue }
+            rowMajorSgemm(transA: false, transB: true, m: tq, n: tk, k: dv, alpha: 1, a: go, lda: dv,
+                          b: pv + b * tk * dv, ldb: dv, beta: 0, c: ds, ldc: tk)
+            for i in 0..<tq { SoftmaxKernels.backwardRow(p + i * tk, ds + i * tk, ds + i * tk, tk, log: false) }
+            if let dQ {
+                rowMajorSgemm(transA: false, transB: false, m: tq, n: d, k: tk, alpha: s, a: ds, lda: tk,
+                              b: pk + b * tk * d, ldb: d, beta: 0, c: dQ.data + b * tq * d, ldc: d)
+            }
+            if let dK {
+                rowMajorSgemm(transA: true, transB: false, m: tk, n: d, k: tq, alpha: s, a: ds, lda: tk,
+                              b: pq + b * tq * d, ldb: d, beta: 0, c: dK.data + b * tk * d, ldc: d)
+            }
         }
     }
     return [dQ, dK, dV]
 }
+
+/// Heads per thread chunk: enough multiply-adds (about 2 M) that a chunk outweighs the
+/// cost of handing it to another thread.
+private func headGrain(_ flopsPerHead: Int) -> Int { max(1, (1 << 21) / max(1, flopsPerHead)) }
