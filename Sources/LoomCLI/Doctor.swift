@@ -57,8 +57,8 @@ struct Doctor: ParsableCommand {
         if which("mpirun") == nil { missing.append("mpirun is not on PATH (Debian package openmpi-bin; scripts/setup installs it)") }
 
         let core = TensorNative.blasCoreName
-        let threads = TensorNative.blasThreads
-        row("openblas", "core \(core), \(threads) thread\(threads == 1 ? "" : "s"); \(TensorNative.blasConfig)")
+        let threads = Parallel.threads
+        row("openblas", "core \(core), single-threaded per call (Loom splits products over its threads); \(TensorNative.blasConfig)")
         if let best = BLASKernel.strongestForThisCPU(), BLASKernel.upgrade(requested: core, strongest: best) != nil {
             row("", "warning: this CPU runs the \(best) kernel; \(core) is slower (OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"))")
         }

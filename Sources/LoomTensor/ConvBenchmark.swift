@@ -167,7 +167,7 @@ public enum ConvBenchmark {
             let flops = stepFlops
             lines.append(String(format: "one W1 step: %.1f GFLOP of convolution (stem without backward-data); "
                                 + "cblas_sgemm 2048³ (OpenBLAS ", flops / 1e9)
-                         + "\(TensorNative.blasCoreName), \(TensorNative.blasThreads) thread(s))")
+                         + "\(TensorNative.blasCoreName), split over \(Parallel.threads) thread(s))")
             var runs = [(algorithm.rawValue, timings)]
             if let direct { runs.append(("direct", direct)) }
             for (label, list) in runs {
@@ -281,8 +281,8 @@ public enum ConvBenchmark {
         var best = Double.infinity
         for i in 0..<(repeats + 1) {
             let t0 = threadCPUSeconds()
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
-                        a.data, Int32(n), b.data, Int32(n), 0, c.data, Int32(n))
+            rowMajorSgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.data, lda: n,
+                          b: b.data, ldb: n, beta: 0, c: c.data, ldc: n)
             if i > 0 { best = min(best, threadCPUSeconds() - t0) }
         }
         return 2 * Double(n * n * n) / best / 1e9

@@ -186,8 +186,12 @@ final class DNNLPrimitive {
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: mem))
         }
         let stream = DNNL.stream
-        DNNL.check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), "executing \(implementation)")
-        DNNL.check(dnnl_stream_wait(stream), "waiting for the stream")
+        // One thread: Loom's threads call this concurrently, each on its share of the work,
+        // and a thread's OpenMP default would otherwise start a team of all cores.
+        DNNL.withThreads(1) {
+            DNNL.check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), "executing \(implementation)")
+            DNNL.check(dnnl_stream_wait(stream), "waiting for the stream")
+        }
         withExtendedLifetime(scratch) {}
     }
 }

@@ -5,8 +5,37 @@ import COpenBLAS
 /// are themselves matmuls, so second-order gradients come for free.
 
 /// Row-major C[m, n] = alpha · op(A) · op(B) + beta · C with leading dimensions given.
-@inline(__always)
+///
+/// OpenBLAS runs single-threaded (see `NativeThreads`); with more than one Loom thread a
+/// large product is cut into blocks of C's rows (or columns, when there are more of them),
+/// one per thread, each its own sgemm. Every element of C still sums over all of K inside one
+/// call, so the split changes no reduction.
 func rowMajorSgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let parts = min(Parallel.threads, max(m, n) / 16)
+    guard parts > 1, m * n * k >= 1 << 20 else {
+        return sgemmCall(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                         b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+    Parallel.forRange(parts, grain: 1) { range in
+        for p in range {
+            if m >= n {  // rows of C: rows of op(A)
+                let i0 = m * p / parts, rows = m * (p + 1) / parts - i0
+                sgemmCall(transA: transA, transB: transB, m: rows, n: n, k: k, alpha: alpha,
+                          a: a + (transA ? i0 : i0 * lda), lda: lda, b: b, ldb: ldb, beta: beta, c: c + i0 * ldc, ldc: ldc)
+            } else {     // columns of C: columns of op(B)
+                let j0 = n * p / parts, cols = n * (p + 1) / parts - j0
+                sgemmCall(transA: transA, transB: transB, m: m, n: cols, k: k, alpha: alpha, a: a, lda: lda,
+                          b: b + (transB ? j0 * ldb : j0), ldb: ldb, beta: beta, c: c + j0, ldc: ldc)
+            }
+        }
+    }
+}
+
+/// One cblas_sgemm call (row-major), with the empty-K case done by hand.
+@inline(__always)
+private func sgemmCall(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     if m == 0 || n == 0 { return }

@@ -8,7 +8,7 @@ public enum TensorNative {
     public static var blasCoreName: String { String(cString: openblas_get_corename()) }
     /// OpenBLAS's build configuration string.
     public static var blasConfig: String { String(cString: openblas_get_config()) }
-    /// OpenBLAS's current thread count.
+    /// OpenBLAS's own thread count (1: Loom splits products over its threads instead).
     public static var blasThreads: Int { Int(openblas_get_num_threads()) }
 
     /// oneDNN's version as "major.minor.patch (hash)".
@@ -30,30 +30,35 @@ public enum TensorNative {
         return names.first { $0.0 == isa }?.1 ?? "isa 0x\(String(isa.rawValue, radix: 16))"
     }
 
-    /// Measures single-precision GEMM speed (C = A·B, n×n) in GFLOP/s, best of `repeats`.
+    /// Measures single-precision GEMM speed (C = A·B, n×n) in GFLOP/s, best of `repeats`,
+    /// split over `Parallel.threads` as Loom's own products are.
     public static func measureSgemm(n: Int = 2048, repeats: Int = 3) -> Double {
         let a = Tensor(repeating: 0.5, shape: [n, n]), b = Tensor(repeating: 0.25, shape: [n, n])
         let c = Tensor(uninitialized: [n, n])
         var best = Double.infinity
         for _ in 0..<(repeats + 1) {  // first run warms up the threads and caches
             let t0 = DispatchTime.now().uptimeNanoseconds
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
-                        a.data, Int32(n), b.data, Int32(n), 0, c.data, Int32(n))
+            rowMajorSgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.data, lda: n,
+                          b: b.data, ldb: n, beta: 0, c: c.data, ldc: n)
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0))
         }
         return 2 * Double(n * n * n) / best
     }
 }
 
-/// Sets the thread counts of OpenBLAS and of oneDNN's OpenMP runtime.
+/// Keeps OpenBLAS and oneDNN's OpenMP runtime single-threaded: Loom splits GEMMs, convolutions
+/// and its own loops over `Parallel.threads` itself. Their own thread pools, next to Loom's,
+/// oversubscribed the cores: OpenBLAS's idle workers spin in `sched_yield` after every call
+/// (measured at 1 process × 2 threads: 124–125 images/s with OpenBLAS at 2 threads, 131–133
+/// at 1, W1), and an OpenMP team started from inside one of Loom's threads doubles up.
 enum NativeThreads {
     typealias SetThreads = @convention(c) (Int32) -> Void
 
     static func set(_ n: Int) {
-        openblas_set_num_threads(Int32(n))
+        openblas_set_num_threads(1)
         // oneDNN runs on libgomp, which libdnnl loads; look it up instead of linking it.
         if let sym = dlsym(dlopen(nil, RTLD_NOW), "omp_set_num_threads") {
-            unsafeBitCast(sym, to: SetThreads.self)(Int32(n))
+            unsafeBitCast(sym, to: SetThreads.self)(1)
         }
     }
 }

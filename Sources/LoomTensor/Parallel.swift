@@ -1,12 +1,13 @@
 import Foundation
 
-/// How Loom splits its own loops (elementwise, normalisation, reductions) across cores.
-/// BLAS and oneDNN have their own thread pools, set together through `setThreads`.
+/// How Loom splits its work across cores: its own loops (elementwise, normalisation,
+/// reductions), GEMMs and convolutions (shares of the batch). OpenBLAS and oneDNN run
+/// single-threaded inside each share (see `NativeThreads`).
 public enum Parallel {
     /// Threads for Loom's own loops; 1 runs every loop inline with no threading overhead.
     public nonisolated(unsafe) private(set) static var threads = 1
 
-    /// Sets Loom's, OpenBLAS's and oneDNN's (OpenMP) thread counts together.
+    /// Sets Loom's thread count (and keeps OpenBLAS and oneDNN single-threaded).
     public static func setThreads(_ n: Int) {
         threads = max(1, n)
         NativeThreads.set(threads)
