@@ -113,6 +113,26 @@ import Testing
         #expect(half.bitwiseDifference(from: b) != nil)
     }
 
+    /// Threads within a rank change nothing: the same run at 1 and 2 threads ends bitwise
+    /// equal (16 base channels, so the 3×3 layers take Winograd; batch shares of 8 images).
+    @Test func threadCountDoesNotChangeTheRun() throws {
+        let folder = try TrainingTests.stripes(count: 96)
+        for threads in [1, 2] {
+            let args = ["worker", TrainingTests.configs + "/ddpm-fashion.yaml"]
+                + TrainingTests.tiny(folder, steps: 12, extra: ["model.base_channels=16", "threads=\(threads)",
+                                                                "checkpoint.every=1000", "model.dropout=0.1"])
+                + ["--run-dir", folder + "/threads\(threads)"]
+            let r = try LoomBinary.mpirun(ranks: 1, args)
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let one = try CheckpointStore.read(folder + "/threads1/checkpoints/latest")
+        var two = try CheckpointStore.read(folder + "/threads2/checkpoints/latest")
+        #expect(one.step == 12 && two.step == 12)
+        #expect(two.configYAML.contains("threads: 2"))
+        two.configYAML = one.configYAML  // the one intended difference
+        #expect(one.bitwiseDifference(from: two) == nil, "\(one.bitwiseDifference(from: two) ?? "")")
+    }
+
     @Test func resumeWithAnotherWorldSizeSaysSo() throws {
         let folder = try TrainingTests.stripes(count: 96)
         try train(folder, run: folder + "/run", ranks: 2, steps: 20, resume: false)
