@@ -146,26 +146,6 @@ func columnSum<V: LaneBlock>(rows: Int, _ term: (_ row: Int) -> V) -> V {
     return total
 }
 
-/// Two column sums at once.
-@inline(__always)
-func columnSumPair<V: LaneBlock>(rows: Int, _ term: (_ row: Int) -> (V, V)) -> (V, V) {
-    var total = V.zero, total2 = V.zero
-    var r0 = 0
-    while r0 < rows {
-        let r1 = min(rows, r0 + columnSumBlock)
-        var acc = V.zero, acc2 = V.zero
-        for r in r0..<r1 {
-            let (a, b) = term(r)
-            acc += a
-            acc2 += b
-        }
-        total += acc
-        total2 += acc2
-        r0 = r1
-    }
-    return (total, total2)
-}
-
 /// Σ a(r) and Σ a(r)·b(r) for (a, b) = term(r), blocked like `columnSum`.
 @inline(__always)
 func columnSumAndDot<V: LaneBlock>(rows: Int, _ term: (_ row: Int) -> (V, V)) -> (V, V) {
@@ -198,9 +178,9 @@ struct ShiftedMomentsKernel: LaneBlockKernel {
 
     @inline(__always) func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int) {
         let k: V = load(shift + c, lanes)
-        let (s, q) = columnSumPair(rows: rows) { r -> (V, V) in
+        let (s, q) = columnSumAndDot(rows: rows) { r -> (V, V) in
             let d: V = load(x + r * stride + c, lanes) - k
-            return (d, d * d)
+            return (d, d)  // Σd and Σd·d
         }
         s.store(sum + c, lanes)
         q.store(squares + c, lanes)
@@ -232,9 +212,9 @@ struct SumAndSquaresKernel: LaneBlockKernel {
     let sum: UnsafeMutablePointer<Float>, squares: UnsafeMutablePointer<Float>
 
     @inline(__always) func run<V: LaneBlock>(_: V.Type, c: Int, lanes: Int) {
-        let (s, q) = columnSumPair(rows: rows) { r -> (V, V) in
+        let (s, q) = columnSumAndDot(rows: rows) { r -> (V, V) in
             let v: V = load(x + r * stride + c, lanes)
-            return (v, v * v)
+            return (v, v)  // Σx and Σx·x
         }
         s.store(sum + c, lanes)
         q.store(squares + c, lanes)
