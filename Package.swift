@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"]),
         .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "LoomModelsTests", dependencies: ["LoomModels"]),
-        .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining"]),
+        .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomTensor"]),
         .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor", "LoomStorage"]),
     ],
     swiftLanguageModes: [.v5]

@@ -88,7 +88,7 @@ public enum OpProfiler {
             name.padding(toLength: 38, withPad: " ", startingAt: 0) + calls.leftPadded(10)
                 + String(format: "%10.2f %6.1f%%", seconds * perStep, 100 * seconds / max(total, 1e-12))
         }
-        var lines = ["op (forward: time since the previous op)".padding(toLength: 38, withPad: " ", startingAt: 0)
+        var lines = ["op (forward: time since previous op)".padding(toLength: 38, withPad: " ", startingAt: 0)
                      + "calls/step".leftPadded(10) + "ms/step".leftPadded(10) + "share".leftPadded(8)]
         for e in all.prefix(top) {
             lines.append(row(e.name, String(format: "%.1f", Double(e.calls) / Double(max(steps, 1))), e.seconds))

@@ -1,4 +1,5 @@
 import Foundation
+import LoomTensor
 import LoomTraining
 import Testing
 
@@ -57,6 +58,12 @@ import Testing
         #expect(throws: ConfigError.wrongType(file: "(defaults)", path: "model", expected: "a mapping of keys", found: "'3'")) {
             try RunConfig.load(file: nil, overrides: ["model=3"])
         }
+        #expect(throws: ConfigError.invalidValue(file: "(defaults)", path: "conv_algorithm",
+                                                 reason: "must be one of auto, direct, found 'winograd'")) {
+            try RunConfig.load(file: nil, overrides: ["conv_algorithm=winograd"])
+        }
+        #expect(try RunConfig.load(file: nil, overrides: ["conv_algorithm=direct"]).convAlgorithm == .direct)
+        #expect(try RunConfig.load(file: nil).convAlgorithm == .auto)
         #expect(throws: ConfigError.badOverride("lr")) { try RunConfig.load(file: nil, overrides: ["lr"]) }
         let messages = [ConfigError.unknownKey(file: "a.yaml", path: "x.y", suggestion: "x.z").description]
         #expect(messages == ["a.yaml: unknown key 'x.y'; did you mean 'x.z'?"])
