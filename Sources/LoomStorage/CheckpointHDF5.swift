@@ -23,21 +23,9 @@ extension H5Group {
 
     /// Member names in creation order when the group tracks it, else in name order.
     func orderedChildren() throws -> [String] {
-        H5Library.quiet()
-        var info = H5G_info_t()
-        try H5Library.check(H5Gget_info(id, &info), path, "list \(name)")
-        var names: [String] = []
-        for i in 0..<info.nlinks {
-            let n = H5Lget_name_by_idx(id, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, nil, 0, H5Library.plist)
-            if n < 0 {
-                H5Eclear2(0)
-                return try children()
-            }
-            var buffer = [CChar](repeating: 0, count: Int(n) + 1)
-            _ = H5Lget_name_by_idx(id, ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, &buffer, Int(n) + 1, H5Library.plist)
-            names.append(String(cString: buffer))
-        }
-        return names
+        if let names = try linkNames(in: H5_INDEX_CRT_ORDER) { return names }
+        H5Eclear2(0)  // the group does not track creation order
+        return try children()
     }
 
     /// Writes `values` (row-major, `shape` = `[rows, columns]`) as a little-endian uint64

@@ -179,15 +179,22 @@ public final class H5Group: H5AttributeHolder, @unchecked Sendable {
 
     /// Names of the links in this group, in name order.
     public func children() throws -> [String] {
+        guard let names = try linkNames(in: H5_INDEX_NAME) else { throw H5Library.failure(path, "list \(name)") }
+        return names
+    }
+
+    /// Names of the links in this group in the order of `index`; nil when a name cannot be
+    /// read that way (HDF5's error stack still holds why).
+    func linkNames(in index: H5_index_t) throws -> [String]? {
         H5Library.quiet()
         var info = H5G_info_t()
         try H5Library.check(H5Gget_info(id, &info), path, "list \(name)")
         var names: [String] = []
         for i in 0..<info.nlinks {
-            let n = H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, H5Library.plist)
-            if n < 0 { throw H5Library.failure(path, "list \(name)") }
+            let n = H5Lget_name_by_idx(id, ".", index, H5_ITER_INC, i, nil, 0, H5Library.plist)
+            if n < 0 { return nil }
             var buffer = [CChar](repeating: 0, count: Int(n) + 1)
-            _ = H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(n) + 1, H5Library.plist)
+            _ = H5Lget_name_by_idx(id, ".", index, H5_ITER_INC, i, &buffer, Int(n) + 1, H5Library.plist)
             names.append(String(cString: buffer))
         }
         return names

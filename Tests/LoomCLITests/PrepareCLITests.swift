@@ -31,13 +31,7 @@ import Testing
     }
 
     @Test func h5pyReadsTheLayoutTheREADMEDescribes() throws {
-        // h5py is optional (Debian package python3-h5py); a python3 earlier on PATH may lack it.
-        let pythons = (LoomBinary.which("python3").map { [$0] } ?? []) + ["/usr/bin/python3"]
-        var found: String?
-        for p in pythons where found == nil && FileManager.default.isExecutableFile(atPath: p) {
-            if try LoomBinary.run(p, ["-c", "import h5py"]).status == 0 { found = p }
-        }
-        guard let python = found else { return }
+        guard let python = try LoomBinary.pythonWithH5py() else { return }
         let dir = Fixture.folder()
         defer { Fixture.remove(dir) }
         let pixels = try Fixture.dataset(at: dir + "/ds", count: 25, shape: [3, 2, 3], shards: 2)
