@@ -250,8 +250,8 @@ public enum ConvBenchmark {
                     ConvAlgorithm.current = a
                     var part = geo  // forward and backward-data run one share of the batch per thread
                     part.batch = geo.batch / max(1, min(Parallel.threads, geo.batch))
-                    let impls = [geo.dstC == 1 ? single : ConvPrimitive.get(part, .forward, bias: true, singleThreaded: true).main.implementation,
-                                 ConvPrimitive.get(part, .backwardData, bias: false, singleThreaded: true).main.implementation,
+                    let impls = [geo.dstC == 1 ? single : ConvPrimitive.get(part, .forward, bias: true).main.implementation,
+                                 ConvPrimitive.get(part, .backwardData, bias: false).main.implementation,
                                  geo.dstC == 1 ? single : geo.isPointwise ? "dnnl_sgemm"
                                     : ConvPrimitive.get(chunk, .backwardWeights, bias: true).main.implementation]
                     timings[i].append(Timing(shape: shape, count: count, flops: geo.flops, best: best[i], median: median[i],

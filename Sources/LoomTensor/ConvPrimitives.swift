@@ -83,19 +83,16 @@ final class ConvPrimitive {
     /// blocked → NHWC for the output; empty for NHWC kernels.
     let activationReorders: [Int32: DNNLPrimitive]
 
-    private struct Key: Hashable {
-        var geometry: ConvGeometry, pass: ConvPass, bias: Bool, threads: Int, kernel: ConvKernel
-    }
+    private struct Key: Hashable { var geometry: ConvGeometry, pass: ConvPass, bias: Bool, kernel: ConvKernel }
 
     /// The primitive for `pass` of `g` (with bias or diff_bias when `bias`), created on first
-    /// use. Backward-weights primitives are single-threaded: oneDNN splits their reduction
-    /// over images and pixels by thread count, so `backwardWeights` parallelises over fixed
-    /// batch chunks itself and the result never depends on the thread count.
-    static func get(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool, singleThreaded: Bool = false) -> ConvPrimitive {
-        let threads = pass == .backwardWeights || singleThreaded ? 1 : DNNL.maxThreads
+    /// use. Every primitive is single-threaded: Loom spreads shares of the batch (forward,
+    /// backward-data) and fixed chunks of images (backward-weights, whose reduction oneDNN
+    /// would split by thread count) over its own threads, so no result depends on the count.
+    static func get(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool) -> ConvPrimitive {
         let kernel = ConvKernel.choose(ConvAlgorithm.current, g, pass)
-        return DNNL.cached(Key(geometry: g, pass: pass, bias: bias, threads: threads, kernel: kernel)) {
-            DNNL.withThreads(threads) {
+        return DNNL.cached(Key(geometry: g, pass: pass, bias: bias, kernel: kernel)) {
+            DNNL.withThreads(1) {
                 ConvPrimitive(g, pass, bias: bias, kernel: kernel) ?? ConvPrimitive(g, pass, bias: bias, kernel: .direct)!
             }
         }
@@ -201,7 +198,6 @@ final class ConvPrimitive {
     private func execute(_ args: [(Int32, UnsafeMutableRawPointer)]) {
         guard !activationReorders.isEmpty else { return main.execute(args) }
         let from = loom_dnnl_arg_from(), to = loom_dnnl_arg_to()
-        let outputs: Set<Int32> = [loom_dnnl_arg_dst(), loom_dnnl_arg_diff_src()]
         var blockedArgs = args
         var buffers: [Storage] = []
         var writeBack: [(DNNLPrimitive, Storage, UnsafeMutableRawPointer)] = []
@@ -210,7 +206,7 @@ final class ConvPrimitive {
             let blocked = Storage(count: (main.bytes(arg) + 3) / 4)
             buffers.append(blocked)
             blockedArgs[i].1 = UnsafeMutableRawPointer(blocked.data)
-            if outputs.contains(arg) {
+            if arg == loom_dnnl_arg_dst() || arg == loom_dnnl_arg_diff_src() {  // the output
                 writeBack.append((reorder, blocked, user))
             } else {
                 reorder.execute([(from, user), (to, UnsafeMutableRawPointer(blocked.data))])
@@ -273,7 +269,7 @@ final class ConvPrimitive {
             var args: [(Int32, UnsafeMutableRawPointer)] = [(loom_dnnl_arg_src(), UnsafeMutableRawPointer(ps + first * srcImage)),
                                                             (loom_dnnl_arg_dst(), UnsafeMutableRawPointer(pd + first * dstImage))]
             if let pb { args.append((loom_dnnl_arg_bias(), UnsafeMutableRawPointer(pb))) }
-            get(part, .forward, bias: pb != nil, singleThreaded: true)
+            get(part, .forward, bias: pb != nil)
                 .run(weightsArg: loom_dnnl_arg_weights(), weights: weight.data, args)
         }
         return out
@@ -285,7 +281,7 @@ final class ConvPrimitive {
         let srcImage = g.srcH * g.srcW * g.srcC, dstImage = g.dstH * g.dstW * g.dstC
         let pg = diffDst.data, pd = out.data
         splitBatch(g) { part, first in
-            get(part, .backwardData, bias: false, singleThreaded: true).run(weightsArg: loom_dnnl_arg_weights(), weights: weight.data, [
+            get(part, .backwardData, bias: false).run(weightsArg: loom_dnnl_arg_weights(), weights: weight.data, [
                 (loom_dnnl_arg_diff_dst(), UnsafeMutableRawPointer(pg + first * dstImage)),
                 (loom_dnnl_arg_diff_src(), UnsafeMutableRawPointer(pd + first * srcImage)),
             ])

@@ -92,15 +92,12 @@ enum DNNL {
     private static let ompSetNumThreads = dlsym(dlopen(nil, RTLD_NOW), "omp_set_num_threads")
         .map { unsafeBitCast($0, to: SetThreads.self) }
 
-    /// OpenMP's thread count for the calling thread. oneDNN fixes a primitive's work split
-    /// (and its thread count) from it when the primitive is created, so it is part of the
-    /// cache key.
-    static var maxThreads: Int { ompGetMaxThreads.map { Int($0()) } ?? 1 }
-
     /// Runs `body` with the calling thread's OpenMP thread count set to `n`, restored after.
+    /// oneDNN fixes a primitive's work split from it at creation and reads it again in some
+    /// kernels and reorders at execution; each thread has its own count.
     static func withThreads<R>(_ n: Int, _ body: () -> R) -> R {
-        guard let set = ompSetNumThreads else { return body() }
-        let saved = maxThreads
+        guard let set = ompSetNumThreads, let get = ompGetMaxThreads else { return body() }
+        let saved = get()
         set(Int32(n))
         defer { set(Int32(saved)) }
         return body()

@@ -8,8 +8,6 @@ public enum TensorNative {
     public static var blasCoreName: String { String(cString: openblas_get_corename()) }
     /// OpenBLAS's build configuration string.
     public static var blasConfig: String { String(cString: openblas_get_config()) }
-    /// OpenBLAS's own thread count (1: Loom splits products over its threads instead).
-    public static var blasThreads: Int { Int(openblas_get_num_threads()) }
 
     /// oneDNN's version as "major.minor.patch (hash)".
     public static var dnnlVersion: String {
@@ -46,19 +44,12 @@ public enum TensorNative {
     }
 }
 
-/// Keeps OpenBLAS and oneDNN's OpenMP runtime single-threaded: Loom splits GEMMs, convolutions
-/// and its own loops over `Parallel.threads` itself. Their own thread pools, next to Loom's,
-/// oversubscribed the cores: OpenBLAS's idle workers spin in `sched_yield` after every call
-/// (measured at 1 process × 2 threads: 124–125 images/s with OpenBLAS at 2 threads, 131–133
-/// at 1, W1), and an OpenMP team started from inside one of Loom's threads doubles up.
+/// Keeps OpenBLAS and oneDNN single-threaded: Loom splits GEMMs, convolutions and its own
+/// loops over `Parallel.threads` itself. Their own thread pools, next to Loom's, oversubscribed
+/// the cores: OpenBLAS's idle workers spin in `sched_yield` after every call (measured at
+/// 1 process × 2 threads: 124–125 images/s with OpenBLAS at 2 threads, 131–133 at 1, W1), and
+/// an OpenMP team started from inside one of Loom's threads doubles up. oneDNN's side is
+/// `DNNL.withThreads(1)` around every primitive's creation and execution.
 enum NativeThreads {
-    typealias SetThreads = @convention(c) (Int32) -> Void
-
-    static func set(_ n: Int) {
-        openblas_set_num_threads(1)
-        // oneDNN runs on libgomp, which libdnnl loads; look it up instead of linking it.
-        if let sym = dlsym(dlopen(nil, RTLD_NOW), "omp_set_num_threads") {
-            unsafeBitCast(sym, to: SetThreads.self)(1)
-        }
-    }
+    static func keepSingleThreaded() { openblas_set_num_threads(1) }
 }

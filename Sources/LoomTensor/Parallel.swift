@@ -10,7 +10,7 @@ public enum Parallel {
     /// Sets Loom's thread count (and keeps OpenBLAS and oneDNN single-threaded).
     public static func setThreads(_ n: Int) {
         threads = max(1, n)
-        NativeThreads.set(threads)
+        NativeThreads.keepSingleThreaded()
     }
 
     /// Runs `body` over `0..<count` in contiguous chunks, on `threads` threads when the work
