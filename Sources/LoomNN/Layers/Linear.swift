@@ -18,8 +18,14 @@ public final class Linear: Module, Layer {
     public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
 }
 
+/// A module that maps class indices to rows of vectors (`Embedding`, `SNEmbedding`).
+public protocol EmbeddingLayer: Module {
+    /// Rows `indices` of the table, `[indices.count, dimension]`.
+    func callAsFunction(_ indices: [Int]) -> Tensor
+}
+
 /// A lookup table of `count` vectors (PyTorch `nn.Embedding`, N(0, 1) init).
-public final class Embedding: Module {
+public final class Embedding: Module, EmbeddingLayer {
     @Parameter public var weight: Tensor
 
     public init(_ count: Int, _ dimension: Int, stream: inout RandomStream) {
