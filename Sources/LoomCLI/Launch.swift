@@ -8,18 +8,20 @@ enum Launch {
     /// Marks the re-executed process so a failing upgrade cannot loop.
     static let reexecMarker = "LOOM_BLAS_REEXEC"
 
-    /// When OPENBLAS_CORETYPE names a kernel weaker than this CPU supports, warns in one line
-    /// and re-executes this program with the strong kernel (same pid, so mpirun is unaffected).
-    /// Workers that Loom launches inherit the corrected environment.
+    /// When OPENBLAS_CORETYPE names a kernel weaker than this CPU supports, or OpenBLAS picked
+    /// a weaker one by itself (a CPU model it does not know), warns in one line and re-executes
+    /// this program with the strong kernel (same pid, so mpirun is unaffected). Workers that
+    /// Loom launches inherit the corrected environment.
     static func ensureStrongBLASKernel() {
         let env = ProcessInfo.processInfo.environment
         guard env[keepVariable] != "1", env[reexecMarker] == nil,
-              let better = BLASKernel.upgrade(requested: env["OPENBLAS_CORETYPE"],
-                                              strongest: BLASKernel.strongestForThisCPU()) else { return }
+              let decision = BLASKernel.decide(variable: env["OPENBLAS_CORETYPE"], detected: TensorNative.blasCoreName,
+                                               strongest: BLASKernel.strongestForThisCPU()) else { return }
+        let better = decision.kernel
         let rank = env["OMPI_COMM_WORLD_RANK"] ?? env["PMI_RANK"] ?? "0"
         if rank == "0" {
-            FileHandle.standardError.write(Data(("loom: OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"]!) forces a weaker "
-                + "BLAS kernel than this CPU runs; using \(better) (set \(keepVariable)=1 to keep it)\n").utf8))
+            FileHandle.standardError.write(Data(("loom: \(decision.reason); using \(better) "
+                + "(set \(keepVariable)=1 to keep it)\n").utf8))
         }
         setenv("OPENBLAS_CORETYPE", better, 1)
         setenv(reexecMarker, "1", 1)

@@ -38,4 +38,26 @@ public enum BLASKernel {
               let have = level(requested), let best = level(strongest), have < best else { return nil }
         return strongest
     }
+
+    /// Why the running kernel is weaker than the CPU allows, and the kernel to use instead.
+    public struct Decision: Equatable, Sendable {
+        /// The kernel to run.
+        public var kernel: String
+        /// One line for the user: what was weak and why.
+        public var reason: String
+    }
+
+    /// The start-up decision: upgrade when `OPENBLAS_CORETYPE` (`variable`) names a weaker kernel
+    /// than the CPU's flags allow, or, with the variable unset, when the kernel OpenBLAS picked
+    /// by itself (`detected`, e.g. Prescott on a CPU model 0.3.21 does not know) is weaker.
+    public static func decide(variable: String?, detected: String?, strongest: String?) -> Decision? {
+        if let variable, !variable.isEmpty {
+            return upgrade(requested: variable, strongest: strongest).map {
+                Decision(kernel: $0, reason: "OPENBLAS_CORETYPE=\(variable) forces a weaker BLAS kernel than this CPU runs")
+            }
+        }
+        return upgrade(requested: detected, strongest: strongest).map {
+            Decision(kernel: $0, reason: "OpenBLAS does not recognise this CPU and picked its \(detected!) kernel")
+        }
+    }
 }

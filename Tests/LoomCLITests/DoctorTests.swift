@@ -66,4 +66,29 @@ import Testing
         #expect(BLASKernel.upgrade(requested: nil, strongest: "Cooperlake") == nil)
         #expect(BLASKernel.upgrade(requested: "SomethingNew", strongest: "Cooperlake") == nil)
     }
+
+    /// An Intel Xeon (family 6, model 207) that OpenBLAS 0.3.21 does not know: with the variable
+    /// unset it falls back to Prescott; the decision must be the strong kernel.
+    @Test func unknownCPUsFallbackKernelIsUpgraded() throws {
+        let xeon = "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n" + zen5Flags
+        let best = try #require(BLASKernel.strongestForThisCPU(cpuinfo: xeon))
+        let d = try #require(BLASKernel.decide(variable: nil, detected: "Prescott", strongest: best))
+        #expect(d.kernel == "Cooperlake")
+        #expect(d.reason.contains("picked its Prescott kernel"))
+        #expect(BLASKernel.decide(variable: "", detected: "Prescott", strongest: best)?.kernel == "Cooperlake")
+        // A weak variable still wins over what OpenBLAS detected; a strong pick is left alone.
+        #expect(BLASKernel.decide(variable: "Haswell", detected: "Haswell", strongest: best)?.reason.contains("OPENBLAS_CORETYPE=Haswell") == true)
+        #expect(BLASKernel.decide(variable: nil, detected: "Cooperlake", strongest: best) == nil)
+        #expect(BLASKernel.decide(variable: nil, detected: "SkylakeX", strongest: "SkylakeX") == nil)
+        #expect(BLASKernel.decide(variable: nil, detected: "Prescott", strongest: nil) == nil)
+    }
+
+    /// The same decision end to end: OPENBLAS_CORETYPE=Prescott stands in for OpenBLAS's own
+    /// fallback pick (both load the Prescott kernel); doctor then reports the strong kernel.
+    @Test func doctorReportsTheStrongKernelAfterAFallbackPick() throws {
+        guard let best = BLASKernel.strongestForThisCPU() else { return }
+        let r = try LoomBinary.loom(["doctor", "--no-bench"], environment: ["OPENBLAS_CORETYPE": "Prescott"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("openblas  core \(best)"), "\(r.stdout)")
+    }
 }

@@ -1,0 +1,40 @@
+import Foundation
+import LoomDiffusion
+import LoomModels
+import LoomNN
+import LoomTensor
+
+/// Sampling from a diffusion model, shared by training previews and `loom sample`.
+public enum DiffusionSampling {
+    /// The sampler named by the config (`sample.sampler`, `sample.steps`, `sample.eta`).
+    public static func sampler(_ s: RunConfig.SampleSettings, timesteps: Int) -> Sampler {
+        switch s.sampler {
+        case .ddpm: return .ddpm(steps: s.steps >= timesteps ? nil : s.steps)
+        case .dpm_solver: return .dpmSolver2M(steps: s.steps)
+        case .ddim: return .ddim(steps: s.steps, eta: s.eta)
+        }
+    }
+
+    /// `count` samples `[count, H, W, C]` in [-1, 1] from `model` with noise from `seed`.
+    /// Conditional models get labels 0, 1, 2, … (or `label` for all) and the config's
+    /// guidance scale.
+    public static func sample(config: RunConfig, family: DiffusionFamily, model: UNet, count: Int, seed: UInt64? = nil,
+                              label: Int? = nil, guidance: Double? = nil) -> Tensor {
+        let m = family.model
+        let diffusion = family.diffusion.gaussianDiffusion  // weighting and offset noise only matter in training
+        var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
+        let noise = Tensor.normal([count, m.imageSize, m.imageSize, m.inChannels], stream: &stream)
+        var options = SamplingOptions(clipDenoised: true)
+        if m.classes > 0 {
+            options.labels = (0..<count).map { label ?? ($0 % m.classes) }
+            options.nullClass = m.classes
+            options.guidanceScale = Float(guidance ?? config.sample.guidance)
+        }
+        model.eval()
+        defer { model.train() }
+        let out = diffusion.sample(sampler(config.sample, timesteps: family.diffusion.timesteps),
+                                   model: { x, t, y in model(x, timesteps: t, labels: y) },
+                                   noise: noise, options: options, stream: &stream)
+        return noGrad { out.clamped(min: -1, max: 1) }
+    }
+}
