@@ -49,14 +49,18 @@ public func batchNormMoments(sum: [Double], sumOfSquares: [Double], count: Int) 
 ///
 /// `statistics` (training only) replaces the batch's own mean and biased variance, e.g.
 /// all-reduced ones for synchronised batch norm; `statisticsCount` is the number of values
-/// behind them (for the unbiased running variance; default: this batch's). The gradient
-/// then treats them as if they were this rank's batch statistics: dx subtracts this
-/// rank's means of w·g and w·g·x̂ (exact with one rank; with several, each rank's share of
-/// synchronised batch norm's gradient without a second all-reduce), and the supplied
-/// tensors get no gradient.
+/// behind them (for the unbiased running variance; default: this batch's). With
+/// `synchronizedBackward` (the replicas' reducer) the gradient is synchronised batch norm's,
+/// as PyTorch's SyncBatchNorm computes it: Σg and Σg·x̂ per channel are summed over the
+/// replicas and dx = w/σ·(g − Σg/N − x̂·Σg·x̂/N) with N = `statisticsCount`, so each rank
+/// gets its rows of the whole batch's dx (first order only: nothing is recorded through the
+/// sums). Without it, the supplied statistics are treated as this rank's own (exact with
+/// one rank). The weight and bias gradients are this rank's sums; the supplied tensors get
+/// no gradient.
 public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor, runningVar: Tensor,
                       training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
-                      statistics: (mean: Tensor, variance: Tensor)? = nil, statisticsCount: Int? = nil) -> Tensor {
+                      statistics: (mean: Tensor, variance: Tensor)? = nil, statisticsCount: Int? = nil,
+                      synchronizedBackward: ReplicaReducer? = nil) -> Tensor {
     let L = BatchNormLayout(shape: x.shape)
     let C = L.channels
     for (t, what) in [(weight, "weight"), (bias, "bias"), (runningMean, "runningMean"), (runningVar, "runningVar"),
@@ -109,6 +113,13 @@ public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: 
     let affine = AffineInputs(x, weight, bias)
     return out.recorded(training ? "batch_norm_train" : "batch_norm_eval", affine.inputs) { g, needs in
         let needW = affine.needW(needs), needB = affine.needB(needs)
+        if training, statistics != nil, let reducer = synchronizedBackward {
+            let (dx, dw, db) = noGrad {
+                synchronizedBatchNormBackward(L, g: g, x: x, weight: weight, stats: stats,
+                                              count: statisticsCount ?? L.rows, reducer: reducer)
+            }
+            return affine.gradients(dx: needs[0] ? dx : nil, dw: needW ? dw : nil, db: needB ? db : nil)
+        }
         if GradMode.isEnabled {
             let v = x.reshaped([L.rows, C])
             let xhat: Tensor, stdT: Tensor
@@ -224,5 +235,44 @@ func batchNormBackward(_ L: BatchNormLayout, g: Tensor, x: Tensor, weight: Tenso
     }
     let dw = needW ? Tensor(sumGXhat.map { Float($0) }, shape: [C]) : nil
     let db = needB ? Tensor(sumG.map { Float($0) }, shape: [C]) : nil
+    return (dx, dw, db)
+}
+
+/// Synchronised batch norm's backward over `[rows, C]` (see `batchNorm`): one all-reduce of
+/// the per-channel sums Σg and Σg·x̂, then dx row by row; dw, db are this rank's sums.
+func synchronizedBatchNormBackward(_ L: BatchNormLayout, g: Tensor, x: Tensor, weight: Tensor?, stats: Tensor,
+                                   count: Int, reducer: ReplicaReducer) -> (Tensor, Tensor, Tensor) {
+    let C = L.channels, rows = L.rows
+    let mean = stats.data, rstd = stats.data + C
+    let pg = g.data, px = x.data
+    var sums = [Double](repeating: 0, count: 2 * C)  // Σg, then Σg·x̂
+    for r in 0..<rows {
+        for c in 0..<C {
+            let gv = Double(pg[r * C + c]), xhat = Double((px[r * C + c] - mean[c]) * rstd[c])
+            sums[c] += gv
+            sums[C + c] += gv * xhat
+        }
+    }
+    let db = Tensor(sums[0..<C].map { Float($0) }, shape: [C])
+    let dw = Tensor(sums[C...].map { Float($0) }, shape: [C])
+    do { try reducer.sumAcrossReplicas(&sums) } catch {
+        preconditionFailure("synchronised batch norm: all-reduce of the gradient sums failed: \(error)")
+    }
+    let n = Float(count)
+    var meanG = [Float](repeating: 0, count: C), meanGX = meanG, scale = meanG
+    for c in 0..<C {
+        meanG[c] = Float(sums[c]) / n
+        meanGX[c] = Float(sums[C + c]) / n
+        scale[c] = (weight?.data[c] ?? 1) * rstd[c]
+    }
+    let dx = Tensor(uninitialized: x.shape)
+    let pd = dx.data
+    for r in 0..<rows {
+        for c in 0..<C {
+            let i = r * C + c
+            let xhat = (px[i] - mean[c]) * rstd[c]
+            pd[i] = scale[c] * (pg[i] - meanG[c] - xhat * meanGX[c])
+        }
+    }
     return (dx, dw, db)
 }

@@ -39,8 +39,9 @@ public final class LayerNorm: Module, Layer {
 }
 
 /// Batch normalisation of NHWC activations (PyTorch `nn.BatchNorm2d`). Per-rank statistics by
-/// default; with a `reducer` (synchronised batch norm) the batch statistics are summed over
-/// all replicas first.
+/// default; with a `reducer` (synchronised batch norm, PyTorch's `SyncBatchNorm`) the batch
+/// statistics are summed over all replicas first, and so are the gradient's per-channel sums
+/// in backward, so every rank gets its rows of the whole batch's gradient.
 public final class BatchNorm2d: Module, Layer {
     @Parameter public var weight: Tensor?
     @Parameter public var bias: Tensor?
@@ -80,6 +81,6 @@ public final class BatchNorm2d: Module, Layer {
         if isTraining { noGrad { batchesTracked.data[0] += 1 } }
         return batchNorm(x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
                          training: isTraining, momentum: momentum, eps: eps,
-                         statistics: statistics, statisticsCount: count)
+                         statistics: statistics, statisticsCount: count, synchronizedBackward: statistics == nil ? nil : reducer)
     }
 }
