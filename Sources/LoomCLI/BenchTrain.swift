@@ -76,7 +76,7 @@ struct BenchTrain: ParsableCommand {
                 FileHandle.standardError.write(Data("round \(round) \(setup): \(String(format: "%.1f", total)) images/s\n".utf8))
             }
         }
-        print("\(config): batch \(cfg.train.batchSize) per process, \(cfg.model.baseChannels) base channels, best of \(rounds) rounds × \(steps) steps")
+        print("\(config): batch \(cfg.train.batchSize) per process, \(cfg.family.summary), best of \(rounds) rounds × \(steps) steps")
         print("setup (ranks × threads)   images/s total   per process")
         for setup in setups {
             let total = best[setup]!, per = setup.hasPrefix("2x") ? total / 2 : total

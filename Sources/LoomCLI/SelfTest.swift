@@ -8,7 +8,8 @@ struct SelfTest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "selftest", abstract: "Checks run by the test suite under mpirun.",
         shouldDisplay: false, subcommands: [SelfTestAllReduce.self, SelfTestAbort.self, SelfTestMemory.self,
-                                            SelfTestCheckpointCrash.self, SelfTestDDP.self, SelfTestSyncBN.self])
+                                            SelfTestCheckpointCrash.self, SelfTestDDP.self, SelfTestSyncBN.self,
+                                            SelfTestGANDDP.self])
 }
 
 /// Runs `body` on this rank; an error on any rank ends the whole job with a message naming

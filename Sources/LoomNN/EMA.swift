@@ -43,6 +43,9 @@ public final class EMA {
         shadowBuffers = buffers.map { ($0.0, $0.1.copy()) }
     }
 
+    /// Sets the update count (resuming from a checkpoint's counters).
+    public func resume(updates: Int) { self.updates = max(0, updates) }
+
     /// The decay used by update number `index` (0-based): 0 means copy.
     public func decay(forUpdate index: Int) -> Float {
         switch warmup {

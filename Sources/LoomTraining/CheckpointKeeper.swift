@@ -26,25 +26,20 @@ final class CheckpointKeeper {
             : nil
     }
 
-    /// The per-rank random streams, by purpose (each gathered from every rank).
-    static func streams(of task: DiffusionTask) -> [(String, RandomStream)] {
-        [("noise", task.noiseStream), ("labels", task.labelStream), ("dropout", task.model.dropoutRandom.stream)]
-    }
-
     /// Collective: every rank sends its streams; rank 0 writes the checkpoint.
-    func save(task: DiffusionTask, cursor: DataCursor, log: (String) -> Void) throws {
+    func save(task: TrainingTask, cursor: DataCursor, log: (String) -> Void) throws {
         var rng: [String: [RandomStream]] = [:]
-        for (purpose, s) in CheckpointKeeper.streams(of: task) {
+        for (purpose, s) in task.streams {
             let keys = try comm.allGather(s.key), counters = try comm.allGather(s.counter)
             rng[purpose] = zip(keys, counters).map { RandomStream(key: $0, counter: $1) }
         }
-        try Replicas.verify(task.model.namedParameters(), over: comm)
+        try Replicas.verify(task.replicatedParameters, over: comm)
         guard let store else { return }
         let state = CheckpointState(
-            networks: [(name: "model", tensors: task.model.stateDict()), (name: "ema", tensors: task.ema.stateDict())],
-            optimizers: [(name: "optimizer", tensors: task.optimizer.stateTensors())],
+            networks: task.networks.map { (name: $0.name, tensors: $0.tensors) },
+            optimizers: task.optimizers.map { (name: $0.name, tensors: $0.optimizer.stateTensors()) },
             step: task.step, epoch: cursor.epoch, cursor: cursor,
-            counters: ["ema_updates": task.ema.updates, "grad_accum": config.train.gradAccum],
+            counters: task.counters,
             rng: rng, configYAML: config.resolvedYAML, loomVersion: CheckpointKeeper.version,
             worldSize: comm.size, datasetChecksums: datasetChecksums)
         // Foreground while a write is fast (a W1 checkpoint takes ~0.1 s), background past 1 s.
@@ -57,7 +52,7 @@ final class CheckpointKeeper {
     /// Loads the newest checkpoint that verifies (rank 0 reads and broadcasts, so every
     /// rank restores the same bytes) into `task`; returns the data cursor, or nil when there
     /// is no checkpoint.
-    func restoreNewest(into task: DiffusionTask, log: (String) -> Void) throws -> DataCursor? {
+    func restoreNewest(into task: TrainingTask, log: (String) -> Void) throws -> DataCursor? {
         var found: CheckpointState?
         var header = [Double](repeating: 0, count: 4)
         if let store {
@@ -73,22 +68,31 @@ final class CheckpointKeeper {
         try comm.allReduceSum(&header)
         guard header[0] > 0 else { log("no checkpoint in \(run.checkpoints.path): starting from scratch"); return nil }
 
-        // Rank 0 read the file; every rank loads the same bytes.
-        let model = try broadcastNamed(found?.network("model"))
-        let ema = try broadcastNamed(found?.network("ema"))
-        let optimizer = try broadcastNamed(found?.optimizer("optimizer"))
-        var counters = [Double(found?.counters["ema_updates"] ?? 0), Double(found?.worldSize ?? 0)]
+        // Rank 0 read the file; every rank loads the same bytes into the task's live tensors
+        // (each group's keys and shapes are checked before it is written).
+        var networks: [(String, [(String, Tensor)])] = []
+        for (name, _) in task.networks {
+            if comm.rank == 0, found?.network(name) == nil { throw CheckpointMismatch.missingGroup(name) }
+            networks.append((name, try broadcastNamed(found?.network(name))))
+        }
+        var optimizers: [[(String, Tensor)]] = []
+        for (name, _) in task.optimizers {
+            if comm.rank == 0, found?.optimizer(name) == nil { throw CheckpointMismatch.missingGroup(name) }
+            optimizers.append(try broadcastNamed(found?.optimizer(name)))
+        }
+        let counterNames = task.counters.keys.sorted()
+        var counters = counterNames.map { Double(found?.counters[$0] ?? 0) } + [Double(found?.worldSize ?? 0)]
         try comm.allReduceSum(&counters)
-        try task.model.loadStateDict(model)
-        try task.ema.load(ema + [("num_updates", Tensor.scalar(Float(counters[0])))])
-        try task.optimizer.loadState(optimizer)
+        for ((name, saved), (_, live)) in zip(networks, task.networks) { try assign(saved, into: live, group: name) }
+        for (saved, (_, optimizer)) in zip(optimizers, task.optimizers) { try optimizer.loadState(saved) }
+        task.counters = Dictionary(uniqueKeysWithValues: zip(counterNames, counters.map { Int($0) }))
         task.step = Int(header[1])
 
         // Random streams: exact when the world size matches, re-derived otherwise.
-        let savedWorld = Int(counters[1])
+        let savedWorld = Int(counters.last!)
         let sameWorld = savedWorld == comm.size
-        let purposes = CheckpointKeeper.streams(of: task)
-        var restored: [RandomStream] = []
+        let purposes = task.streams
+        var restored: [(purpose: String, stream: RandomStream)] = []
         for (purpose, current) in purposes {
             var table = [UInt64](repeating: 0, count: 2 * comm.size)
             if let saved = found?.rng[purpose], saved.count == comm.size {
@@ -97,13 +101,11 @@ final class CheckpointKeeper {
             var bytes = comm.rank == 0 ? table.withUnsafeBytes { Array($0) } : []
             try comm.broadcast(bytes: &bytes)
             let values = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
-            restored.append(sameWorld && values.count == 2 * comm.size
+            restored.append((purpose, sameWorld && values.count == 2 * comm.size
                 ? RandomStream(key: values[2 * comm.rank], counter: values[2 * comm.rank + 1])
-                : RandomStream(key: splitMix64(current.key ^ UInt64(task.step)), counter: 0))
+                : RandomStream(key: splitMix64(current.key ^ UInt64(task.step)), counter: 0)))
         }
-        task.noiseStream = restored[0]
-        task.labelStream = restored[1]
-        task.model.dropoutRandom.stream = restored[2]
+        task.streams = restored
         if !sameWorld {
             log("note: the checkpoint was written by \(savedWorld) rank(s), this run has \(comm.size): per-rank random streams "
                 + "are re-derived from the seed and the step (bitwise identity is only promised for the same world size)")

@@ -8,6 +8,7 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case wrongType(file: String, path: String, expected: String, found: String)
     case invalidValue(file: String, path: String, reason: String)
     case badOverride(String)
+    case notForFamily(file: String, path: String, modelType: String)
 
     public var description: String {
         switch self {
@@ -17,6 +18,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
         case let .wrongType(file, path, expected, found):
             return "\(file): '\(path)' must be \(expected), found \(found)"
         case let .invalidValue(file, path, reason): return "\(file): '\(path)' \(reason)"
+        case let .notForFamily(file, path, modelType):
+            return "\(file): '\(path)' does not apply to model.type \(modelType)"
         case let .badOverride(text):
             return "override '\(text)' must look like key.path=value (e.g. optimizer.lr=1e-4)"
         }
@@ -137,6 +140,12 @@ public final class ConfigReader {
         try child.finish()
         resolved.append((key, child.resolvedNode))
         return r
+    }
+
+    /// The keys of this mapping that nobody has read (yet).
+    public var unreadKeys: [String] {
+        guard let mapping else { return [] }
+        return mapping.map { $0.key.scalar?.string ?? "\($0.key)" }.filter { !readKeys.contains($0) }
     }
 
     /// Throws for the first key of this mapping that nobody read.

@@ -6,11 +6,12 @@ import LoomNN
 import LoomStorage
 import LoomTensor
 
-/// One rank's diffusion training state and its update step: the U-Net, AdamW, the EMA copy,
-/// the diffusion math, and the random streams of this rank (noise and timesteps, label
-/// dropout, dropout layers). The loop around it lives in `Trainer`.
-public final class DiffusionTask {
+/// One rank's diffusion training state and its update step: the U-Net, its optimizer, the
+/// EMA copy, the diffusion math, and the random streams of this rank (noise and timesteps,
+/// label dropout, dropout layers). The loop around it lives in `Trainer`.
+public final class DiffusionTask: TrainingTask {
     public let config: RunConfig
+    public let settings: DiffusionFamily
     public let model: UNet
     public let ema: EMA
     public let optimizer: Optimizer
@@ -21,45 +22,23 @@ public final class DiffusionTask {
     public var noiseStream: RandomStream
     /// Label dropout for classifier-free guidance (per rank).
     public var labelStream: RandomStream
-    /// Optimizer updates made so far.
     public var step = 0
 
     /// Builds every piece from `config`; the initial weights come from the run seed (the
     /// same on every rank; the caller still broadcasts rank 0's state).
-    public init(config: RunConfig, rank: Int, communicator: Communicator?) {
+    public init(config: RunConfig, settings: DiffusionFamily, rank: Int, communicator: Communicator?) {
         self.config = config
+        self.settings = settings
         let seed = UInt64(bitPattern: Int64(config.seed))
         var initStream = RandomStream(seed: seed, purpose: .initialization)
-        model = UNet(config.model, stream: &initStream)
+        model = UNet(settings.model, stream: &initStream)
         model.dropoutRandom.stream = RandomStream(seed: seed, rank: rank, purpose: .dropout)
         noiseStream = RandomStream(seed: seed, rank: rank, purpose: .noise)
         labelStream = RandomStream(seed: seed &+ 1, rank: rank, purpose: .data)
-
-        let o = config.optimizer
-        let params = model.namedParameters()
-        switch o.type {
-        case "sgd":
-            optimizer = SGD(params, lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay)
-        case "adam":
-            optimizer = Adam(params, lr: o.lr, betas: (o.betas[0], o.betas[1]), eps: o.eps, weightDecay: o.weightDecay)
-        default:
-            optimizer = AdamW(params, lr: o.lr, betas: (o.betas[0], o.betas[1]), eps: o.eps, weightDecay: o.weightDecay)
-        }
-        switch config.schedule.type {
-        case "linear_warmup": schedule = .linearWarmup(lr: o.lr, warmupSteps: config.schedule.warmupSteps)
-        case "cosine": schedule = .cosine(lr: o.lr, warmupSteps: config.schedule.warmupSteps,
-                                          totalSteps: config.train.maxSteps, minLR: config.schedule.minLR)
-        default: schedule = .constant(lr: o.lr)
-        }
-        let warmup: EMA.Warmup
-        switch config.ema.warmup {
-        case "ramp": warmup = .ramp
-        case "steps": warmup = .copyBefore(step: config.ema.startStep)
-        default: warmup = .none
-        }
-        ema = EMA(of: model, decay: Float(config.ema.decay), warmup: warmup)
-
-        diffusion = config.diffusion.gaussianDiffusion
+        optimizer = config.optimizer.make(model.namedParameters())
+        schedule = config.learningRateSchedule(lr: config.optimizer.lr)
+        ema = EMA(of: model, decay: Float(config.ema.decay), warmup: config.ema.emaWarmup)
+        diffusion = settings.diffusion.gaussianDiffusion
         if let c = communicator, c.size > 1 {
             reducer = GradientReducer(parameters: model.parameters(), communicator: c,
                                       bucketBytes: config.train.bucketMB << 20, overlap: config.train.overlapAllReduce)
@@ -68,25 +47,57 @@ public final class DiffusionTask {
         }
     }
 
+    // MARK: TrainingTask
+
+    public var networks: [(name: String, tensors: [(String, Tensor)])] {
+        [("model", model.stateDict()), ("ema", ema.stateDict())]
+    }
+    public var optimizers: [(name: String, optimizer: Optimizer)] { [("optimizer", optimizer)] }
+    public var counters: [String: Int] {
+        get { ["ema_updates": ema.updates, "grad_accum": config.train.gradAccum] }
+        set { ema.resume(updates: newValue["ema_updates"] ?? 0) }
+    }
+    public var streams: [(purpose: String, stream: RandomStream)] {
+        get { [("noise", noiseStream), ("labels", labelStream), ("dropout", model.dropoutRandom.stream)] }
+        set {
+            noiseStream = newValue[0].stream
+            labelStream = newValue[1].stream
+            model.dropoutRandom.stream = newValue[2].stream
+        }
+    }
+    public var replicatedParameters: [(String, Tensor)] { model.namedParameters() }
+    public var batchesPerStep: Int { config.train.gradAccum }
+    public var summary: String { "\(model.parameterCount) parameters" }
+    public var learningRates: [(String, Double)] { [("lr", schedule.lr(atStep: max(step - 1, 0)))] }
+
+    public func preview(count: Int) throws -> Tensor {
+        var s = RandomStream(key: 0)
+        let net = UNet(settings.model, stream: &s)
+        try ema.copy(into: net)
+        return DiffusionSampling.sample(config: config, family: settings, model: net, count: count)
+    }
+
     /// The model as a denoiser closure.
     public func denoiser(_ net: UNet) -> Denoiser {
         { x, t, labels in net(x, timesteps: t, labels: labels) }
     }
 
-    /// One optimizer update from `microBatches` (gradient accumulation): loss, backward,
-    /// gradient all-reduce, clipping, learning rate, AdamW, EMA. Returns this rank's mean loss
+    /// One optimizer update from `train.grad_accum` micro-batches: loss, backward, gradient
+    /// all-reduce, clipping, learning rate, optimizer, EMA. Metrics: this rank's mean loss,
     /// and the gradient norm before clipping (when clipping is on).
-    public func trainStep(_ microBatches: [Batch]) throws -> (loss: Double, gradNorm: Double?) {
+    public func trainStep(next: () throws -> Batch) throws -> [(String, Double)] {
         model.train()
         var total = 0.0
-        let scale = 1 / Float(microBatches.count)
-        for (k, batch) in microBatches.enumerated() {
+        let micro = config.train.gradAccum
+        let scale = 1 / Float(micro)
+        for k in 0..<micro {
+            let batch = try next()
             // Overlapped all-reduces start only during the last micro-batch's backward.
-            reducer?.startsDuringBackward = k == microBatches.count - 1
+            reducer?.startsDuringBackward = k == micro - 1
             var labels: [Int]? = nil
-            if config.model.classes > 0 {
-                labels = labelDropout(labels: batch.labels, p: config.diffusion.labelDropout,
-                                      nullClass: config.model.classes, stream: &labelStream)
+            if settings.model.classes > 0 {
+                labels = labelDropout(labels: batch.labels, p: settings.diffusion.labelDropout,
+                                      nullClass: settings.model.classes, stream: &labelStream)
             }
             OpProfiler.mark("step: labels")
             let loss = diffusion.trainingLoss(model: denoiser(model), x0: batch.images, labels: labels, stream: &noiseStream)
@@ -96,9 +107,9 @@ public final class DiffusionTask {
         OpProfiler.mark("step: backward end")
         try reducer?.synchronize()
         OpProfiler.mark("step: gradient all-reduce wait")
-        var norm: Double?
+        var metrics = [("loss", total / Double(micro))]
         if config.train.clipGradNorm > 0 {
-            norm = Double(clipGradNorm(model.parameters(), maxNorm: Float(config.train.clipGradNorm)))
+            metrics.append(("grad_norm", Double(clipGradNorm(model.parameters(), maxNorm: Float(config.train.clipGradNorm)))))
         }
         optimizer.setLearningRate(schedule.lr(atStep: step))
         OpProfiler.mark("step: clip and schedule")
@@ -108,19 +119,6 @@ public final class DiffusionTask {
         noGrad { ema.update() }
         OpProfiler.mark("step: EMA")
         step += 1
-        return (total / Double(microBatches.count), norm)
-    }
-}
-
-extension RunConfig.DiffusionSettings {
-    /// The diffusion math these settings describe (schedule, target, loss weighting, offset noise).
-    public var gaussianDiffusion: GaussianDiffusion {
-        GaussianDiffusion(
-            schedule: schedule == "cosine"
-                ? .cosine(timesteps: timesteps)
-                : .linear(timesteps: timesteps, start: betaStart, end: betaEnd),
-            target: PredictionTarget(rawValue: prediction) ?? .epsilon,
-            weighting: lossWeighting == "min_snr" ? .minSNR(gamma: minSNRGamma) : .uniform,
-            offsetNoise: Float(offsetNoise))
+        return metrics
     }
 }

@@ -11,8 +11,8 @@ public struct RunConfig {
     public var threads = 1
     /// Convolution algorithm: `auto` (Winograd for 3×3 stride-1 layers where oneDNN has it) or `direct`.
     public var convAlgorithm = ConvAlgorithm.auto
-    public var model = UNetConfig()
-    public var diffusion = DiffusionSettings()
+    /// The model family's own settings (`model:` and its sections); `model.type` picks it.
+    public var family: any FamilySettings = DiffusionFamily()
     public var data = DataSettings()
     public var optimizer = OptimizerSettings()
     public var schedule = ScheduleSettings()
@@ -24,34 +24,24 @@ public struct RunConfig {
     /// The resolved config (every key with its effective value) as YAML text.
     public var resolvedYAML = ""
 
-    public struct DiffusionSettings {
-        public var timesteps = 1000
-        public var schedule = "linear"          // linear | cosine
-        public var betaStart = 1e-4
-        public var betaEnd = 0.02
-        public var prediction = "epsilon"       // epsilon | v | x0
-        public var lossWeighting = "uniform"    // uniform | min_snr
-        public var minSNRGamma = 5.0
-        public var offsetNoise = 0.0
-        public var labelDropout = 0.1
-    }
-
     public struct DataSettings {
         public var path = "data/fashion-mnist"
         public var randomFlip = false
     }
 
     public struct OptimizerSettings {
-        public var type = "adamw"               // adamw | adam | sgd
+        public var type = OptimizerType.adamw
         public var lr = 2e-4
         public var betas = [0.9, 0.999]
         public var eps = 1e-8
         public var weightDecay = 0.0
         public var momentum = 0.9
+        /// RMSprop's smoothing constant.
+        public var alpha = 0.99
     }
 
     public struct ScheduleSettings {
-        public var type = "constant"            // constant | linear_warmup | cosine
+        public var type = ScheduleType.constant
         public var warmupSteps = 0
         public var minLR = 0.0
     }
@@ -66,11 +56,13 @@ public struct RunConfig {
         /// Compare the replicas' parameter checksums every this many steps (0: only at start
         /// and at checkpoints).
         public var checkReplicasEvery = 0
+        /// Batch-norm statistics summed over every replica (synchronised batch norm).
+        public var syncBatchNorm = false
     }
 
     public struct EMASettings {
         public var decay = 0.9999
-        public var warmup = "ramp"              // ramp | none | steps
+        public var warmup = EMAWarmup.ramp
         public var startStep = 0
     }
 
@@ -81,7 +73,7 @@ public struct RunConfig {
     public struct SampleSettings {
         public var every = 500                  // 0 = never during training
         public var n = 64
-        public var sampler = "ddim"             // ddpm | ddim | dpm_solver
+        public var sampler = SamplerType.ddim
         public var steps = 50
         public var eta = 0.0
         public var guidance = 1.0
@@ -132,20 +124,6 @@ public struct RunConfig {
         let algorithms = ConvAlgorithm.allCases.map(\.rawValue)
         convAlgorithm = ConvAlgorithm(rawValue: try r.value("conv_algorithm", default: convAlgorithm.rawValue,
                                                             oneOf(algorithms)))!
-        model = try r.section("model") { try UNetConfig.read($0) }
-        diffusion = try r.section("diffusion") { d in
-            var s = DiffusionSettings()
-            s.timesteps = try d.value("timesteps", default: s.timesteps, positive)
-            s.schedule = try d.value("schedule", default: s.schedule, oneOf(["linear", "cosine"]))
-            s.betaStart = try d.value("beta_start", default: s.betaStart)
-            s.betaEnd = try d.value("beta_end", default: s.betaEnd)
-            s.prediction = try d.value("prediction", default: s.prediction, oneOf(["epsilon", "v", "x0"]))
-            s.lossWeighting = try d.value("loss_weighting", default: s.lossWeighting, oneOf(["uniform", "min_snr"]))
-            s.minSNRGamma = try d.value("min_snr_gamma", default: s.minSNRGamma)
-            s.offsetNoise = try d.value("offset_noise", default: s.offsetNoise)
-            s.labelDropout = try d.value("label_dropout", default: s.labelDropout) { (0...1).contains($0) ? nil : "must be in [0, 1]" }
-            return s
-        }
         data = try r.section("data") { d in
             var s = DataSettings()
             s.path = try d.value("path", default: s.path)
@@ -154,17 +132,18 @@ public struct RunConfig {
         }
         optimizer = try r.section("optimizer") { o in
             var s = OptimizerSettings()
-            s.type = try o.value("type", default: s.type, oneOf(["adamw", "adam", "sgd"]))
+            s.type = try o.choice("type", default: s.type)
             s.lr = try o.value("lr", default: s.lr) { $0 > 0 ? nil : "must be positive" }
             s.betas = try o.value("betas", default: s.betas) { $0.count == 2 ? nil : "must be a list of two numbers" }
             s.eps = try o.value("eps", default: s.eps)
             s.weightDecay = try o.value("weight_decay", default: s.weightDecay)
             s.momentum = try o.value("momentum", default: s.momentum)
+            s.alpha = try o.value("alpha", default: s.alpha) { (0..<1).contains($0) ? nil : "must be in [0, 1)" }
             return s
         }
         schedule = try r.section("schedule") { o in
             var s = ScheduleSettings()
-            s.type = try o.value("type", default: s.type, oneOf(["constant", "linear_warmup", "cosine"]))
+            s.type = try o.choice("type", default: s.type)
             s.warmupSteps = try o.value("warmup_steps", default: s.warmupSteps, nonNegative)
             s.minLR = try o.value("min_lr", default: s.minLR)
             return s
@@ -178,12 +157,13 @@ public struct RunConfig {
             s.overlapAllReduce = try t.value("overlap_allreduce", default: s.overlapAllReduce)
             s.bucketMB = try t.value("bucket_mb", default: s.bucketMB, positive)
             s.checkReplicasEvery = try t.value("check_replicas_every", default: s.checkReplicasEvery, nonNegative)
+            s.syncBatchNorm = try t.value("sync_batch_norm", default: s.syncBatchNorm)
             return s
         }
         ema = try r.section("ema") { e in
             var s = EMASettings()
             s.decay = try e.value("decay", default: s.decay) { (0...1).contains($0) ? nil : "must be in [0, 1]" }
-            s.warmup = try e.value("warmup", default: s.warmup, oneOf(["ramp", "none", "steps"]))
+            s.warmup = try e.choice("warmup", default: s.warmup)
             s.startStep = try e.value("start_step", default: s.startStep, nonNegative)
             return s
         }
@@ -196,7 +176,7 @@ public struct RunConfig {
             var s = SampleSettings()
             s.every = try l.value("every", default: s.every, nonNegative)
             s.n = try l.value("n", default: s.n, positive)
-            s.sampler = try l.value("sampler", default: s.sampler, oneOf(["ddpm", "ddim", "dpm_solver"]))
+            s.sampler = try l.choice("sampler", default: s.sampler)
             s.steps = try l.value("steps", default: s.steps, positive)
             s.eta = try l.value("eta", default: s.eta)
             s.guidance = try l.value("guidance", default: s.guidance)
@@ -209,24 +189,45 @@ public struct RunConfig {
             s.milestoneEvery = try c.value("milestone_every", default: s.milestoneEvery, nonNegative)
             return s
         }
+        family = try readFamily(r)
     }
 }
 
-extension UNetConfig {
-    /// Reads a `model:` section (type unet).
-    static func read(_ m: ConfigReader) throws -> UNetConfig {
-        var c = UNetConfig()
-        _ = try m.value("type", default: "unet") { $0 == "unet" ? nil : "must be 'unet' (the only family so far), found '\($0)'" }
-        c.groups = try m.value("groups", default: c.groups) { $0 > 0 ? nil : "must be positive" }
-        c.imageSize = try m.value("image_size", default: c.imageSize) { $0 > 0 ? nil : "must be positive" }
-        c.inChannels = try m.value("in_channels", default: c.inChannels) { $0 > 0 ? nil : "must be positive" }
-        c.baseChannels = try m.value("base_channels", default: c.baseChannels) { $0 > 0 && $0 % c.groups == 0 ? nil : "must be a positive multiple of model.groups (\(c.groups))" }
-        c.channelMultipliers = try m.value("channel_mult", default: c.channelMultipliers) { $0.isEmpty || $0.contains { $0 <= 0 } ? "must be a non-empty list of positive integers" : nil }
-        c.resBlocks = try m.value("num_res_blocks", default: c.resBlocks) { $0 > 0 ? nil : "must be positive" }
-        c.attentionResolutions = try m.value("attention_resolutions", default: c.attentionResolutions)
-        c.heads = try m.value("num_heads", default: c.heads) { $0 > 0 ? nil : "must be positive" }
-        c.dropout = try m.value("dropout", default: c.dropout) { (0..<1).contains($0) ? nil : "must be in [0, 1)" }
-        c.classes = try m.value("num_classes", default: c.classes) { $0 >= 0 ? nil : "must be 0 (unconditional) or more" }
-        return c
+/// `optimizer.type`.
+public enum OptimizerType: String, CaseIterable, Sendable { case adamw, adam, sgd, rmsprop }
+/// `schedule.type`.
+public enum ScheduleType: String, CaseIterable, Sendable { case constant, linear_warmup, cosine }
+/// `ema.warmup`.
+public enum EMAWarmup: String, CaseIterable, Sendable { case ramp, none, steps }
+/// `sample.sampler`.
+public enum SamplerType: String, CaseIterable, Sendable { case ddpm, ddim, dpm_solver }
+
+extension RunConfig {
+    /// Reads `model:` with the family its `type` names, then that family's own sections;
+    /// a key or section of another family is reported as not applying to this `model.type`.
+    func readFamily(_ r: ConfigReader) throws -> any FamilySettings {
+        let common = self
+        var chosen: (any FamilySettings.Type)!
+        let settings: any FamilySettings = try r.section("model") { m in
+            let type = try m.value("type", default: DiffusionFamily.modelTypes[0]) { t in
+                ModelFamilies.family(of: t) != nil ? nil
+                    : "must be one of \(ModelFamilies.modelTypes.joined(separator: ", ")), found '\(t)'"
+                    + (nearest(t, in: ModelFamilies.modelTypes).map { "; did you mean '\($0)'?" } ?? "")
+            }
+            chosen = ModelFamilies.family(of: type)!
+            let s = try chosen.read(type: type, model: m, root: r, config: common)
+            let others = ModelFamilies.all.filter { ObjectIdentifier($0) != ObjectIdentifier(chosen) }
+            for key in m.unreadKeys where others.contains(where: { ModelFamilies.keys(of: $0).model.contains(key) }) {
+                throw ConfigError.notForFamily(file: r.file, path: "model.\(key)", modelType: type)
+            }
+            return s
+        }
+        let others = ModelFamilies.all.filter { ObjectIdentifier($0) != ObjectIdentifier(chosen) }
+        for key in r.unreadKeys where others.contains(where: { $0.sections.contains(key) }) {
+            let inner = r.mapping?[key]?.mapping?.first?.key.scalar?.string
+            throw ConfigError.notForFamily(file: r.file, path: inner.map { "\(key).\($0)" } ?? key,
+                                           modelType: settings.modelType)
+        }
+        return settings
     }
 }

@@ -12,7 +12,7 @@ public final class Trainer {
     public let config: RunConfig
     public let run: RunDirectory
     let comm: Communicator
-    let task: DiffusionTask
+    let task: TrainingTask
     let dataset: ShardedDataset
     var loader: DataLoader
     let checkpoints: CheckpointKeeper
@@ -29,18 +29,18 @@ public final class Trainer {
         self.log = comm.rank == 0 ? log : { _ in }
         Parallel.setThreads(config.threads)
         ConvAlgorithm.current = config.convAlgorithm
-        let m = config.model
+        let family = config.family
         dataset = try ShardedDataset(folder: config.data.path, split: "train",
-                                     expectedShape: [m.imageSize, m.imageSize, m.inChannels], expectedKind: .images)
-        if m.classes > 0, let labels = dataset.labels, let top = labels.max(), top >= m.classes {
+                                     expectedShape: family.sampleShape, expectedKind: .images)
+        if family.classes > 0, let labels = dataset.labels, let top = labels.max(), top >= family.classes {
             throw ConfigError.invalidValue(file: "config", path: "model.num_classes",
-                                           reason: "is \(m.classes) but the dataset \(config.data.path) has label \(top)")
+                                           reason: "is \(family.classes) but the dataset \(config.data.path) has label \(top)")
         }
-        if m.classes > 0 && dataset.labels == nil {
+        if family.classes > 0 && dataset.labels == nil {
             throw ConfigError.invalidValue(file: "config", path: "model.num_classes",
-                                           reason: "is \(m.classes) but the dataset \(config.data.path) has no labels")
+                                           reason: "is \(family.classes) (a conditional model) but the dataset \(config.data.path) has no labels")
         }
-        task = DiffusionTask(config: config, rank: comm.rank, communicator: comm)
+        task = try family.makeTask(config: config, rank: comm.rank, communicator: comm)
         checkpoints = try CheckpointKeeper(run: run, config: config, communicator: comm)
         if comm.rank == 0 {
             checkpoints.datasetChecksums = ["train": try DatasetChecksum.of(folder: config.data.path)]
@@ -54,11 +54,10 @@ public final class Trainer {
         if resume, let restored = try checkpoints.restoreNewest(into: task, log: self.log) {
             cursor = restored
         } else {
-            // Every replica starts from rank 0's parameters (and buffers).
-            try Replicas.broadcast(task.model.parameters() + task.model.namedBuffers().map(\.1), over: comm)
-            try Replicas.broadcast(task.ema.stateTensors().map(\.1), over: comm)
+            // Every replica starts from rank 0's networks (parameters, buffers, EMA shadows).
+            try Replicas.broadcast(task.networks.flatMap { $0.tensors.map(\.1) }, over: comm)
         }
-        try Replicas.verify(task.model.namedParameters(), over: comm)
+        try Replicas.verify(task.replicatedParameters, over: comm)
         loader = try DataLoader(dataset: dataset, options: LoaderOptions(
             batchSize: config.train.batchSize, rank: comm.rank, worldSize: comm.size,
             seed: UInt64(bitPattern: Int64(config.seed)), flip: config.data.randomFlip), cursor: cursor)
@@ -67,42 +66,38 @@ public final class Trainer {
     /// Trains until `train.max_steps`, then writes a final checkpoint and sample grid.
     public func train() throws {
         let c = config.train
-        let images = c.batchSize * c.gradAccum * comm.size
-        log("loom: \(task.model.parameterCount) parameters, \(comm.size) rank(s) × \(config.threads) thread(s), "
+        let images = c.batchSize * task.batchesPerStep * comm.size
+        log("loom: \(task.summary), \(comm.size) rank(s) × \(config.threads) thread(s), "
             + "global batch \(images), step \(task.step) → \(c.maxSteps), run \(run.root.path)")
         var throughput = Throughput()
         let start = DispatchTime.now().uptimeNanoseconds
         func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         throughput.record(step: task.step, time: now())
-        var lossSum = 0.0, lossCount = 0
+        var window = MetricWindow()
         while task.step < c.maxSteps {
-            var micro: [Batch] = []
-            for _ in 0..<c.gradAccum { micro.append(try loader.next()) }
-            let (loss, norm) = try task.trainStep(micro)
-            guard loss.isFinite else { throw TrainingError.nonFiniteLoss(step: task.step, rank: comm.rank) }
-            lossSum += loss
-            lossCount += 1
-            let cursor = micro.last!.next
+            var cursor = DataCursor()
+            let stepMetrics = try task.trainStep { let b = try loader.next(); cursor = b.next; return b }
+            if let bad = stepMetrics.first(where: { !$0.1.isFinite }) {
+                throw TrainingError.nonFinite(metric: bad.0, step: task.step, rank: comm.rank)
+            }
+            window.add(stepMetrics)
             throughput.record(step: task.step, time: now())
 
             if task.step % config.logging.every == 0 || task.step == c.maxSteps {
-                var values = [lossSum / Double(lossCount)]
-                try comm.allReduceSum(&values)
-                let meanLoss = values[0] / Double(comm.size)
-                lossSum = 0
-                lossCount = 0
+                let means = try window.meanOverRanks(comm)
                 let perStep = throughput.secondsPerStep ?? 0
                 let rate = perStep > 0 ? Double(images) / perStep : 0
                 let eta = Throughput.format(seconds: perStep * Double(c.maxSteps - task.step))
-                log(String(format: "step %d/%d  loss %.4f  %.1f img/s  lr %.2e  ETA %@", task.step, c.maxSteps,
-                           meanLoss, rate, task.schedule.lr(atStep: task.step - 1), eta))
-                var fields: [String: Any] = ["step": task.step, "loss": meanLoss, "images_per_s": rate,
-                                             "lr": task.schedule.lr(atStep: task.step - 1), "epoch": cursor.epoch, "time": now()]
-                if let norm { fields["grad_norm"] = norm }
+                let lrs = task.learningRates
+                let values = means.map { String(format: "%@ %.4f", $0.0, $0.1) }.joined(separator: "  ")
+                log(String(format: "step %d/%d  %@  %.1f img/s  %@  ETA %@", task.step, c.maxSteps, values, rate,
+                           lrs.map { String(format: "%@ %.2e", $0.0, $0.1) }.joined(separator: "  "), eta))
+                var fields: [String: Any] = ["step": task.step, "images_per_s": rate, "epoch": cursor.epoch, "time": now()]
+                for (k, v) in means + lrs { fields[k] = v }
                 try metrics?.append(fields)
             }
             if c.checkReplicasEvery > 0 && task.step % c.checkReplicasEvery == 0 {
-                try Replicas.verify(task.model.namedParameters(), over: comm)
+                try Replicas.verify(task.replicatedParameters, over: comm)
             }
             let last = task.step == c.maxSteps
             if config.sample.every > 0 && (task.step % config.sample.every == 0 || last) {
@@ -116,24 +111,51 @@ public final class Trainer {
         try checkpoints.finish()
     }
 
-    /// Samples `sample.n` images from the EMA weights with fixed noise and writes a grid
+    /// Writes `sample.n` preview images from the averaged weights (fixed noise) as a grid
     /// `RUN/samples/step-XXXXXXXX.png`.
     func writeSamples() throws {
         let url = run.samples.appendingPathComponent(String(format: "step-%08d.png", task.step))
-        let grid = try Sampling.sample(config: config, ema: task.ema, count: config.sample.n)
-        try PNG.writeGrid(path: url.path, images: grid)
+        let grid = try task.preview(count: config.sample.n)
+        try PNG.writeGrid(path: url.path, images: grid, columns: previewColumns)
         log("samples: \(url.path)")
+    }
+
+    /// Conditional models show one class per column.
+    var previewColumns: Int? {
+        let k = config.family.classes
+        return k > 0 && config.sample.n >= k ? k : nil
+    }
+}
+
+/// Running sums of the named metrics between two log lines.
+struct MetricWindow {
+    private var names: [String] = []
+    private var sums: [Double] = []
+    private var steps = 0
+
+    mutating func add(_ metrics: [(String, Double)]) {
+        if names.isEmpty { names = metrics.map(\.0); sums = Array(repeating: 0, count: names.count) }
+        for (i, (_, v)) in metrics.enumerated() where i < sums.count { sums[i] += v }
+        steps += 1
+    }
+
+    /// Each metric's mean over the window and over the ranks; resets the window.
+    mutating func meanOverRanks(_ comm: Communicator) throws -> [(String, Double)] {
+        var values = sums.map { $0 / Double(max(steps, 1)) }
+        try comm.allReduceSum(&values)
+        defer { sums = Array(repeating: 0, count: names.count); steps = 0 }
+        return zip(names, values.map { $0 / Double(comm.size) }).map { ($0, $1) }
     }
 }
 
 /// Failures of the training loop itself.
 public enum TrainingError: Error, CustomStringConvertible {
-    case nonFiniteLoss(step: Int, rank: Int)
+    case nonFinite(metric: String, step: Int, rank: Int)
 
     public var description: String {
         switch self {
-        case let .nonFiniteLoss(step, rank):
-            return "the loss became NaN or infinite at step \(step) on rank \(rank); lower optimizer.lr or set train.clip_grad_norm"
+        case let .nonFinite(metric, step, rank):
+            return "the \(metric) became NaN or infinite at step \(step) on rank \(rank); lower optimizer.lr or set train.clip_grad_norm"
         }
     }
 }

@@ -5,17 +5,17 @@ import Testing
 /// End-to-end training through the built binary: a tiny class-conditional DDPM on 8×8
 /// images of two classes (horizontal vs vertical stripes).
 @Suite(.serialized) struct TrainingTests {
-    /// A dataset folder with `count` 8×8 images: class 0 horizontal stripes, class 1 vertical,
-    /// each with a random phase and some pixel noise.
-    static func stripes(count: Int = 256) throws -> String {
+    /// A dataset folder with `count` `size`×`size` images: class 0 horizontal stripes, class 1
+    /// vertical, each with a random phase and some pixel noise (without labels when `labels` is false).
+    static func stripes(count: Int = 256, size: Int = 8, labels withLabels: Bool = true) throws -> String {
         let folder = Fixture.folder("training-stripes")
         var pixels = [UInt8](), labels = [UInt8]()
         var rng: UInt64 = 12345
         func next() -> UInt64 { rng = rng &* 6364136223846793005 &+ 1442695040888963407; return rng >> 33 }
         for i in 0..<count {
             let label = i % 2, phase = Int(next() % 2)
-            for y in 0..<8 {
-                for x in 0..<8 {
+            for y in 0..<size {
+                for x in 0..<size {
                     let on = ((label == 0 ? y : x) + phase) % 2 == 0
                     let noise = Int(next() % 40)
                     pixels.append(UInt8(on ? 215 + noise : noise))
@@ -23,10 +23,11 @@ import Testing
             }
             labels.append(UInt8(label))
         }
-        try IDX.write(path: folder + "/images.idx", array: IDXArray(dims: [count, 8, 8], bytes: pixels), gzip: false)
+        try IDX.write(path: folder + "/images.idx", array: IDXArray(dims: [count, size, size], bytes: pixels), gzip: false)
         try IDX.write(path: folder + "/labels.idx", array: IDXArray(dims: [count], bytes: labels), gzip: false)
-        let r = try LoomBinary.loom(["prepare", "idx", "--images", folder + "/images.idx", "--labels", folder + "/labels.idx",
-                                     "--quiet", "--overwrite", folder + "/data"])
+        let r = try LoomBinary.loom(["prepare", "idx", "--images", folder + "/images.idx"]
+                                    + (withLabels ? ["--labels", folder + "/labels.idx"] : [])
+                                    + ["--quiet", "--overwrite", folder + "/data"])
         guard r.status == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: ["stderr": r.stderr]) }
         return folder
     }

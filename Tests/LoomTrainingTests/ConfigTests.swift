@@ -12,7 +12,8 @@ import Testing
 
     @Test func defaultsAreW1() throws {
         let c = try RunConfig.load(file: nil)
-        #expect(c.model.baseChannels == 32 && c.model.channelMultipliers == [1, 2, 2] && c.model.heads == 4)
+        let m = try #require(c.diffusionFamily).model
+        #expect(m.baseChannels == 32 && m.channelMultipliers == [1, 2, 2] && m.heads == 4)
         #expect(c.optimizer.lr == 2e-4 && c.ema.decay == 0.9999 && c.train.batchSize == 64)
     }
 
@@ -25,12 +26,13 @@ import Testing
             optimizer: {lr: 1e-3}
             """)
         let c = try RunConfig.load(file: path, overrides: ["optimizer.lr=1e-4", "train.max_steps=500", "data.path=/tmp/x"])
-        #expect(c.seed == 7 && c.model.baseChannels == 64 && c.model.channelMultipliers == [1, 2])
+        let m = try #require(c.diffusionFamily).model
+        #expect(c.seed == 7 && m.baseChannels == 64 && m.channelMultipliers == [1, 2])
         #expect(c.optimizer.lr == 1e-4 && c.train.maxSteps == 500 && c.data.path == "/tmp/x")
         #expect(c.resolvedYAML.contains("max_steps: 500"))
         // The resolved YAML reads back to the same config.
         let again = try RunConfig.load(file: try write(c.resolvedYAML))
-        #expect(again.model == c.model && again.optimizer.lr == c.optimizer.lr && again.train.maxSteps == 500)
+        #expect(again.diffusionFamily == c.diffusionFamily && again.optimizer.lr == c.optimizer.lr && again.train.maxSteps == 500)
     }
 
     @Test func unknownKeyNamesPathAndSuggests() throws {
@@ -73,5 +75,62 @@ import Testing
         #expect(throws: ConfigError.unreadable(file: "/nonexistent/cfg.yaml", reason: "no such file")) {
             try RunConfig.load(file: "/nonexistent/cfg.yaml")
         }
+    }
+
+    // MARK: Families
+
+    @Test func modelTypePicksTheFamily() throws {
+        let gan = try RunConfig.load(file: nil, overrides: ["model.type=dcgan", "gan.loss=hinge", "model.spectral_norm=true",
+                                                             "model.d_norm=none", "model.in_channels=1"])
+        let f = try #require(gan.ganFamily)
+        #expect(f.gan.loss == .hinge && f.model.spectralNorm && f.model.dNorm == .none && f.model.channels == 1)
+        #expect(gan.diffusionFamily == nil)
+        #expect(gan.family.sampleShape == [32, 32, 1])
+        // The resolved YAML reads back to the same family settings.
+        let again = try RunConfig.load(file: try write(gan.resolvedYAML))
+        #expect(again.ganFamily == f)
+        #expect(!gan.resolvedYAML.contains("diffusion"))
+        #expect(try RunConfig.load(file: nil).diffusionFamily != nil)
+    }
+
+    @Test func anotherFamilysKeyDoesNotApply() throws {
+        let path = try write("model:\n  type: dcgan\ndiffusion:\n  timesteps: 500\n")
+        #expect(throws: ConfigError.notForFamily(file: path, path: "diffusion.timesteps", modelType: "dcgan")) {
+            try RunConfig.load(file: path)
+        }
+        #expect((try? RunConfig.load(file: path)) == nil)
+        let message = ConfigError.notForFamily(file: path, path: "diffusion.timesteps", modelType: "dcgan").description
+        #expect(message == "\(path): 'diffusion.timesteps' does not apply to model.type dcgan")
+        #expect(throws: ConfigError.notForFamily(file: "(defaults)", path: "model.base_channels", modelType: "dcgan")) {
+            try RunConfig.load(file: nil, overrides: ["model.type=dcgan", "model.base_channels=64"])
+        }
+        #expect(throws: ConfigError.notForFamily(file: "(defaults)", path: "gan.loss", modelType: "unet")) {
+            try RunConfig.load(file: nil, overrides: ["gan.loss=hinge"])
+        }
+        #expect(throws: ConfigError.notForFamily(file: "(defaults)", path: "model.z_dim", modelType: "unet")) {
+            try RunConfig.load(file: nil, overrides: ["model.z_dim=64"])
+        }
+        // A key no family knows is still an unknown key with a suggestion.
+        #expect(throws: ConfigError.unknownKey(file: "(defaults)", path: "model.z_dimm", suggestion: "model.z_dim")) {
+            try RunConfig.load(file: nil, overrides: ["model.type=dcgan", "model.z_dimm=64"])
+        }
+    }
+
+    @Test func ganRangesAndCrossKeyConstraints() throws {
+        func reason(_ overrides: [String]) -> String? {
+            do { _ = try RunConfig.load(file: nil, overrides: ["model.type=dcgan"] + overrides); return nil } catch {
+                return "\(error)"
+            }
+        }
+        #expect(reason(["gan.n_critic=0"]) == "(defaults): 'gan.n_critic' must be positive, found 0")
+        #expect(reason(["model.image_size=48"]) == "(defaults): 'model.image_size' must be 28, 32 or 64, found 48")
+        #expect(reason(["model.in_channels=2"]) == "(defaults): 'model.in_channels' must be 1 or 3, found 2")
+        #expect(reason(["gan.loss=wgan-gp"])?.contains("did you mean 'wgan_gp'?") == true)
+        #expect(reason(["gan.loss=wgan_gp"])?.contains("'model.d_norm' must be none for gan.loss wgan_gp") == true)
+        #expect(reason(["gan.loss=wgan_gp", "model.d_norm=none"]) == nil)
+        #expect(reason(["gan.loss=wgan", "gan.r1_gamma=10"])?.contains("'gan.r1_gamma' applies to the bce and hinge losses") == true)
+        #expect(reason(["train.grad_accum=2"]) == "(defaults): 'train.grad_accum' does not apply to model.type dcgan")
+        #expect(reason(["model.type=stylegan"])?.contains("'model.type' must be one of unet, dcgan, found 'stylegan'") == true)
+        #expect(reason(["model.d_conditioning=labels"])?.contains("must be one of projection, channels") == true)
     }
 }

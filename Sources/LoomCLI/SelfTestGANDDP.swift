@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import LoomDistributed
+import LoomNN
+import LoomStorage
+import LoomTensor
+import LoomTraining
+
+/// `loom selftest gan-ddp`: data-parallel GAN steps over N ranks equal one process's steps on
+/// the whole global batch (every rank's noise drawn from its own stream, in rank order):
+/// metrics, G, D, G's EMA and every buffer (batch-norm statistics, spectral-norm vectors)
+/// within 1e-5 relative, and the replicas bitwise alike.
+struct SelfTestGANDDP: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "gan-ddp")
+
+    @Option(help: "bce (W3), wgan_gp (gradient penalty, 2 critic updates) or hinge (spectral norm, projection cGAN, R1).")
+    var loss = "bce"
+
+    @Option(help: "Steps compared.")
+    var steps = 3
+
+    @Option(help: "Samples per rank.")
+    var batch = 4
+
+    @Option(help: "Test the test: 'skip-reduce' trains the replicas without any all-reduce; it must fail.")
+    var fault = "none"
+
+    static let tolerance = 1e-5
+
+    var overrides: [String] {
+        var o = ["model.type=dcgan", "model.image_size=28", "model.in_channels=1", "model.z_dim=16",
+                 "model.g_channels=8", "model.d_channels=8", "optimizer.type=sgd", "optimizer.lr=0.02",
+                 "optimizer.momentum=0.5", "ema.decay=0.9", "ema.warmup=none", "gan.loss=\(loss)"]
+        // G (and W3's D) use batch norm: a step equals the whole-batch step only when the
+        // statistics are taken over the whole batch, i.e. synchronised.
+        o += ["train.sync_batch_norm=true"]
+        switch loss {
+        case "wgan_gp": o += ["model.d_norm=none", "gan.n_critic=2"]
+        case "hinge": o += ["model.d_norm=none", "model.spectral_norm=true", "model.num_classes=3", "gan.r1_gamma=1"]
+        default: break
+        }
+        return o
+    }
+
+    func run() throws {
+        guard ["bce", "wgan_gp", "hinge"].contains(loss) else { throw ValidationError("--loss must be bce, wgan_gp or hinge") }
+        try runOnEveryRank { comm in
+            let n = comm.size, r = comm.rank
+            let local = try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(batch)"])
+            let whole = try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(n * batch)"])
+            let replica = GANTask(config: local, settings: local.ganFamily!, rank: r,
+                                  communicator: fault == "skip-reduce" ? nil : comm)
+            let reference = GANTask(config: whole, settings: whole.ganFamily!, rank: 0, communicator: nil, streams: n)
+            try Replicas.broadcast(replica.networks.flatMap { $0.tensors.map(\.1) }, over: comm)
+
+            // Global batches from a fixed stream; rank r takes rows r·B ..< (r+1)·B.
+            var data = RandomStream(seed: 77, purpose: .data)
+            let shape = local.family.sampleShape, classes = max(local.family.classes, 1)
+            func globalBatch() -> Batch {
+                let images = Tensor.uniform([n * batch] + shape, low: -1, high: 1, stream: &data)
+                return Batch(images: images, labels: (0..<(n * batch)).map { ($0 * 7 + 3) % classes })
+            }
+            var worstMetric = 0.0
+            for step in 1...steps {
+                var globals: [Batch] = []
+                let mine = try replica.trainStep {
+                    let g = globalBatch()
+                    globals.append(g)
+                    let rows = r * batch..<(r + 1) * batch
+                    return Batch(images: g.images.sliced(axis: 0, rows), labels: Array(g.labels[rows]))
+                }
+                var k = 0
+                let expected = try reference.trainStep { defer { k += 1 }; return globals[k] }
+                for ((name, value), (_, want)) in zip(mine, expected) {
+                    let mean = try averageOverRanks(value, comm)
+                    let d = abs(mean - want) / max(abs(want), 1e-3)
+                    worstMetric = max(worstMetric, d)
+                    guard d <= Self.tolerance else {
+                        throw ValidationError("step \(step): mean of the ranks' \(name) \(mean) differs from the whole-batch \(name) \(want)")
+                    }
+                }
+            }
+            var worst = (value: 0.0, name: "-")
+            for ((group, a), (_, b)) in zip(replica.networks, reference.networks) {
+                let w = worstRelativeDifference(a, b) { $0 }
+                if w.value > worst.value || w.value.isNaN { worst = (w.value, "\(group).\(w.name)") }
+            }
+            guard worst.value <= Self.tolerance else {
+                throw ValidationError("after \(steps) steps \(worst.name) differs from the whole-batch run by \(scientific(worst.value)) (relative)")
+            }
+            try Replicas.verify(replica.networks.flatMap { g in g.tensors.map { ("\(g.name).\($0.0)", $0.1) } }, over: comm)
+            print("rank \(r): selftest gan-ddp \(loss) ok over \(n) ranks, \(steps) steps "
+                  + "(max rel diff \(scientific(max(worst.value, worstMetric))))")
+        }
+    }
+}

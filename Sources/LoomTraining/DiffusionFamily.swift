@@ -1,0 +1,119 @@
+import LoomDiffusion
+import LoomDistributed
+import LoomModels
+import LoomNN
+import LoomStorage
+import LoomTensor
+
+/// The `diffusion:` section: the noise schedule, training target and loss of a diffusion model.
+public struct DiffusionSettings: Equatable {
+    public var timesteps = 1000
+    public var schedule = "linear"          // linear | cosine
+    public var betaStart = 1e-4
+    public var betaEnd = 0.02
+    public var prediction = "epsilon"       // epsilon | v | x0
+    public var lossWeighting = "uniform"    // uniform | min_snr
+    public var minSNRGamma = 5.0
+    public var offsetNoise = 0.0
+    public var labelDropout = 0.1
+
+    public init() {}
+
+    /// The diffusion math these settings describe (schedule, target, loss weighting, offset noise).
+    public var gaussianDiffusion: GaussianDiffusion {
+        GaussianDiffusion(
+            schedule: schedule == "cosine"
+                ? .cosine(timesteps: timesteps)
+                : .linear(timesteps: timesteps, start: betaStart, end: betaEnd),
+            target: PredictionTarget(rawValue: prediction) ?? .epsilon,
+            weighting: lossWeighting == "min_snr" ? .minSNR(gamma: minSNRGamma) : .uniform,
+            offsetNoise: Float(offsetNoise))
+    }
+}
+
+/// Pixel-space diffusion with a U-Net (`model.type: unet`, defaults: workload W1): the
+/// `model:` section is the U-Net's shape, `diffusion:` the process.
+public struct DiffusionFamily: FamilySettings, Equatable {
+    public static let modelTypes = ["unet"]
+    public static let sections = ["diffusion"]
+    public var model = UNetConfig()
+    public var diffusion = DiffusionSettings()
+
+    public init() {}
+
+    public var modelType: String { "unet" }
+    public var sampleShape: [Int] { [model.imageSize, model.imageSize, model.inChannels] }
+    public var classes: Int { model.classes }
+    public var summary: String { "U-Net, \(model.baseChannels) base channels, \(model.imageSize)×\(model.imageSize)×\(model.inChannels)" }
+
+    public static func read(type: String, model m: ConfigReader, root: ConfigReader, config: RunConfig) throws -> DiffusionFamily {
+        var f = DiffusionFamily()
+        f.model = try UNetConfig.read(m)
+        let positive: (Int) -> String? = { $0 > 0 ? nil : "must be positive, found \($0)" }
+        let oneOf = { (options: [String]) in { (v: String) -> String? in
+            options.contains(v) ? nil : "must be one of \(options.joined(separator: ", ")), found '\(v)'" + (nearest(v, in: options).map { "; did you mean '\($0)'?" } ?? "")
+        } }
+        f.diffusion = try root.section("diffusion") { d in
+            var s = DiffusionSettings()
+            s.timesteps = try d.value("timesteps", default: s.timesteps, positive)
+            s.schedule = try d.value("schedule", default: s.schedule, oneOf(["linear", "cosine"]))
+            s.betaStart = try d.value("beta_start", default: s.betaStart)
+            s.betaEnd = try d.value("beta_end", default: s.betaEnd)
+            s.prediction = try d.value("prediction", default: s.prediction, oneOf(["epsilon", "v", "x0"]))
+            s.lossWeighting = try d.value("loss_weighting", default: s.lossWeighting, oneOf(["uniform", "min_snr"]))
+            s.minSNRGamma = try d.value("min_snr_gamma", default: s.minSNRGamma)
+            s.offsetNoise = try d.value("offset_noise", default: s.offsetNoise)
+            s.labelDropout = try d.value("label_dropout", default: s.labelDropout) { (0...1).contains($0) ? nil : "must be in [0, 1]" }
+            return s
+        }
+        return f
+    }
+
+    public func makeTask(config: RunConfig, rank: Int, communicator: Communicator?) throws -> TrainingTask {
+        DiffusionTask(config: config, settings: self, rank: rank, communicator: communicator)
+    }
+
+    public func sample(config: RunConfig, checkpoint: CheckpointState, request: SampleRequest) throws -> (images: Tensor, columns: Int?) {
+        if request.interpolate != nil { throw SampleOptionError("--interpolate does not apply to a diffusion model") }
+        var cfg = config
+        if let s = request.sampler {
+            guard let t = SamplerType(rawValue: s) else {
+                throw SampleOptionError("--sampler must be ddpm, ddim or dpm_solver, found '\(s)'")
+            }
+            cfg.sample.sampler = t
+        }
+        if let steps = request.steps { cfg.sample.steps = steps }
+        if let eta = request.eta { cfg.sample.eta = eta }
+        guard let weights = checkpoint.network("ema") ?? checkpoint.network("model") else {
+            throw SampleOptionError("the checkpoint holds no /ema or /model weights")
+        }
+        var s = RandomStream(key: 0)
+        let net = UNet(model, stream: &s)
+        try net.loadStateDict(weights)
+        return (DiffusionSampling.sample(config: cfg, family: self, model: net, count: request.count, seed: request.seed,
+                                         label: request.label, guidance: request.guidance), nil)
+    }
+}
+
+extension UNetConfig {
+    /// Reads a `model:` section of type unet.
+    static func read(_ m: ConfigReader) throws -> UNetConfig {
+        var c = UNetConfig()
+        c.groups = try m.value("groups", default: c.groups) { $0 > 0 ? nil : "must be positive" }
+        c.imageSize = try m.value("image_size", default: c.imageSize) { $0 > 0 ? nil : "must be positive" }
+        c.inChannels = try m.value("in_channels", default: c.inChannels) { $0 > 0 ? nil : "must be positive" }
+        c.baseChannels = try m.value("base_channels", default: c.baseChannels) { $0 > 0 && $0 % c.groups == 0 ? nil : "must be a positive multiple of model.groups (\(c.groups))" }
+        c.channelMultipliers = try m.value("channel_mult", default: c.channelMultipliers) { $0.isEmpty || $0.contains { $0 <= 0 } ? "must be a non-empty list of positive integers" : nil }
+        c.resBlocks = try m.value("num_res_blocks", default: c.resBlocks) { $0 > 0 ? nil : "must be positive" }
+        c.attentionResolutions = try m.value("attention_resolutions", default: c.attentionResolutions)
+        c.heads = try m.value("num_heads", default: c.heads) { $0 > 0 ? nil : "must be positive" }
+        c.dropout = try m.value("dropout", default: c.dropout) { (0..<1).contains($0) ? nil : "must be in [0, 1)" }
+        c.classes = try m.value("num_classes", default: c.classes) { $0 >= 0 ? nil : "must be 0 (unconditional) or more" }
+        return c
+    }
+}
+
+extension RunConfig {
+    /// The diffusion family's settings, when this is a diffusion config.
+    public var diffusionFamily: DiffusionFamily? { family as? DiffusionFamily }
+}

@@ -1,0 +1,78 @@
+import LoomDistributed
+import LoomStorage
+import LoomTensor
+
+/// A model family's typed settings: what it reads from `model:` and from its own sections
+/// (`diffusion:`, `gan:` …), and everything built from them (the training task, sampling).
+/// `model.type` picks the family; `ModelFamilies.all` lists them.
+public protocol FamilySettings {
+    /// The `model.type` values this family trains (the first is the default).
+    static var modelTypes: [String] { get }
+    /// Top-level config sections that belong to this family, besides `model`.
+    static var sections: [String] { get }
+    /// Reads `model:` (whose `type` is already read) and this family's sections from `root`,
+    /// checking ranges and cross-key constraints against the common settings in `config`.
+    static func read(type: String, model: ConfigReader, root: ConfigReader, config: RunConfig) throws -> Self
+
+    /// `model.type`.
+    var modelType: String { get }
+    /// `[H, W, C]` of one training sample.
+    var sampleShape: [Int] { get }
+    /// Number of classes the model is conditioned on (0: unconditional, labels not needed).
+    var classes: Int { get }
+    /// One line describing the model for `loom bench train`.
+    var summary: String { get }
+
+    /// This rank's training task, with initial weights from the run seed (the caller
+    /// broadcasts rank 0's state).
+    func makeTask(config: RunConfig, rank: Int, communicator: Communicator?) throws -> TrainingTask
+
+    /// `loom sample`: images `[n, H, W, C]` in [-1, 1] from a checkpoint's averaged weights,
+    /// and the number of grid columns to show them in (nil: square).
+    func sample(config: RunConfig, checkpoint: CheckpointState, request: SampleRequest) throws -> (images: Tensor, columns: Int?)
+}
+
+/// What `loom sample` asks for; options a family does not use must be nil there.
+public struct SampleRequest {
+    public var count = 64
+    public var seed: UInt64 = 0
+    /// Every image of this class (conditional models); nil: 0, 1, 2, … in turn.
+    public var label: Int?
+    /// Diffusion only: sampler, steps, η, guidance scale (nil: the config's).
+    public var sampler: String?
+    public var steps: Int?
+    public var eta: Double?
+    public var guidance: Double?
+    /// Latent-variable models: points per row of a walk between two latent vectors (nil: off).
+    public var interpolate: Int?
+
+    public init() {}
+}
+
+/// A `loom sample` option that the checkpoint's family does not take.
+public struct SampleOptionError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ text: String) { description = text }
+}
+
+/// Every model family Loom trains, in the order `model.type` values are listed in messages.
+public enum ModelFamilies {
+    public static let all: [any FamilySettings.Type] = [DiffusionFamily.self, GANFamily.self]
+
+    /// Every `model.type` value.
+    public static var modelTypes: [String] { all.flatMap { $0.modelTypes } }
+
+    /// The family of `type`.
+    static func family(of type: String) -> (any FamilySettings.Type)? {
+        all.first { $0.modelTypes.contains(type) }
+    }
+
+    /// The keys another family reads in `model:` and in each of its sections, found by
+    /// reading an empty config with it (so they never drift from the readers).
+    static func keys(of family: any FamilySettings.Type) -> (model: Set<String>, sections: Set<String>) {
+        let model = try! ConfigReader(nil, file: "(keys)", path: "model")
+        let root = try! ConfigReader(nil, file: "(keys)")
+        _ = try? family.read(type: family.modelTypes[0], model: model, root: root, config: RunConfig())
+        return (Set(model.readKeys), Set(family.sections))
+    }
+}
