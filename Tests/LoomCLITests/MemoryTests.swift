@@ -2,8 +2,19 @@ import Foundation
 import Testing
 
 @Suite struct MemoryTests {
-    @Test func steadyStateTrainingStepsNeitherAllocateNorGrow() throws {
-        let r = try LoomBinary.loom(["selftest", "memory", "--steps", "8"])
+    /// The default small U-Net, and a WGAN-GP (double backward, two critic updates per step)
+    /// with spectral norm off and on.
+    static let configs: [[String]] = [
+        [],
+        ["model.type=dcgan", "model.image_size=28", "model.in_channels=1", "model.g_channels=8", "model.d_channels=8",
+         "model.z_dim=16", "train.batch_size=8", "gan.loss=wgan_gp", "model.d_norm=none", "gan.n_critic=2"],
+        ["model.type=dcgan", "model.image_size=28", "model.in_channels=1", "model.g_channels=8", "model.d_channels=8",
+         "model.z_dim=16", "train.batch_size=8", "gan.loss=hinge", "model.d_norm=none", "model.spectral_norm=true",
+         "model.num_classes=3", "gan.r1_gamma=1"],
+    ]
+
+    @Test(arguments: configs) func steadyStateTrainingStepsNeitherAllocateNorGrow(_ overrides: [String]) throws {
+        let r = try LoomBinary.loom(["selftest", "memory", "--steps", "8"] + overrides)
         #expect(r.status == 0, "\(r.stderr)")
         let rows = r.stdout.split(separator: "\n").compactMap { line -> (Int, Int)? in
             let f = line.split(separator: " ")

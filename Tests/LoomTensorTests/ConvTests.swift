@@ -84,6 +84,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 4, 6, 16], cout: 32, k: 3, stride: 1, padding: 1),             // blocked weights
         ConvCase(x: [2, 8, 8, 64], cout: 48, k: 1, stride: 1, padding: 0, bias: false),
         ConvCase(x: [69, 4, 3, 5], cout: 6, k: 3, stride: 1, padding: 1),              // 3 weight-gradient chunks
+        ConvCase(x: [3, 64, 64, 32], cout: 4, k: 4, stride: 2, padding: 1),            // DCGAN-shaped strided 4×4
         ConvCase(x: [40, 3, 5, 6], cout: 7, k: 1, stride: 1, padding: 0),              // 1×1 as GEMM, 2 chunks
         ConvCase(x: [18, 5, 4, 35], cout: 1, k: 3, stride: 1, padding: 1),             // one output channel
         ConvCase(x: [2, 7, 20, 16], cout: 1, k: 4, stride: 2, padding: 1, bias: false),
@@ -105,6 +106,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [40, 2, 3, 4], cout: 3, k: 4, stride: 2, padding: 1),                   // 2 weight-gradient chunks
         ConvCase(x: [3, 3, 4, 1], cout: 20, k: 3, stride: 2, padding: 1, outputPadding: 1),  // one input channel
         ConvCase(x: [2, 5, 6, 64], cout: 16, k: 3, stride: 1, padding: 1),                   // Winograd underneath
+        ConvCase(x: [5, 8, 8, 128], cout: 4, k: 4, stride: 2, padding: 1),                  // DCGAN's last G layer, small
     ]
 
     /// Random x, W, b and output gradient for `c`; W is `wShape`.
