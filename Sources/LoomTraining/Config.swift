@@ -164,6 +164,21 @@ public final class ConfigReader {
     public var resolvedNode: Node { Node(resolved.map { (Node($0.0), $0.1) }) }
 }
 
+/// Range checks for `ConfigReader.value(_:default:_:)`: each returns an error text or nil.
+enum Valid {
+    /// An integer above zero.
+    static func positive(_ v: Int) -> String? { v > 0 ? nil : "must be positive, found \(v)" }
+    /// An integer of zero or more.
+    static func nonNegative(_ v: Int) -> String? { v >= 0 ? nil : "must be 0 or more, found \(v)" }
+    /// One of `options`, with the nearest one suggested.
+    static func oneOf(_ options: [String]) -> (String) -> String? {
+        { v in
+            options.contains(v) ? nil : "must be one of \(options.joined(separator: ", ")), found '\(v)'"
+                + (nearest(v, in: options).map { "; did you mean '\($0)'?" } ?? "")
+        }
+    }
+}
+
 /// Sets `path` (dotted) to `value` (parsed as YAML) in `root`, creating mappings on the way.
 public func applyOverride(_ text: String, to root: Node?) throws -> Node {
     guard let eq = text.firstIndex(of: "="), eq != text.startIndex else { throw ConfigError.badOverride(text) }

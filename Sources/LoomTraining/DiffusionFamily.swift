@@ -49,10 +49,7 @@ public struct DiffusionFamily: FamilySettings, Equatable {
     public static func read(type: String, model m: ConfigReader, root: ConfigReader, config: RunConfig) throws -> DiffusionFamily {
         var f = DiffusionFamily()
         f.model = try UNetConfig.read(m)
-        let positive: (Int) -> String? = { $0 > 0 ? nil : "must be positive, found \($0)" }
-        let oneOf = { (options: [String]) in { (v: String) -> String? in
-            options.contains(v) ? nil : "must be one of \(options.joined(separator: ", ")), found '\(v)'" + (nearest(v, in: options).map { "; did you mean '\($0)'?" } ?? "")
-        } }
+        let positive = Valid.positive, oneOf = Valid.oneOf
         f.diffusion = try root.section("diffusion") { d in
             var s = DiffusionSettings()
             s.timesteps = try d.value("timesteps", default: s.timesteps, positive)

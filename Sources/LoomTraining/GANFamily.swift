@@ -44,7 +44,7 @@ public struct GANFamily: FamilySettings, Equatable {
 
     public static func read(type: String, model m: ConfigReader, root: ConfigReader, config: RunConfig) throws -> GANFamily {
         var f = GANFamily()
-        let positive: (Int) -> String? = { $0 > 0 ? nil : "must be positive, found \($0)" }
+        let positive = Valid.positive
         var c = DCGANConfig()
         c.imageSize = try m.value("image_size", default: c.imageSize) {
             [28, 32, 64].contains($0) ? nil : "must be 28, 32 or 64, found \($0)"

@@ -114,16 +114,10 @@ public struct RunConfig {
     }
 
     init(_ r: ConfigReader) throws {
-        let positive: (Int) -> String? = { $0 > 0 ? nil : "must be positive, found \($0)" }
-        let nonNegative: (Int) -> String? = { $0 >= 0 ? nil : "must be 0 or more, found \($0)" }
-        let oneOf = { (options: [String]) in { (v: String) -> String? in
-            options.contains(v) ? nil : "must be one of \(options.joined(separator: ", ")), found '\(v)'" + (nearest(v, in: options).map { "; did you mean '\($0)'?" } ?? "")
-        } }
+        let positive = Valid.positive, nonNegative = Valid.nonNegative
         seed = try r.value("seed", default: seed)
         threads = try r.value("threads", default: threads, positive)
-        let algorithms = ConvAlgorithm.allCases.map(\.rawValue)
-        convAlgorithm = ConvAlgorithm(rawValue: try r.value("conv_algorithm", default: convAlgorithm.rawValue,
-                                                            oneOf(algorithms)))!
+        convAlgorithm = try r.choice("conv_algorithm", default: convAlgorithm)
         data = try r.section("data") { d in
             var s = DataSettings()
             s.path = try d.value("path", default: s.path)
@@ -209,11 +203,7 @@ extension RunConfig {
         let common = self
         var chosen: (any FamilySettings.Type)!
         let settings: any FamilySettings = try r.section("model") { m in
-            let type = try m.value("type", default: DiffusionFamily.modelTypes[0]) { t in
-                ModelFamilies.family(of: t) != nil ? nil
-                    : "must be one of \(ModelFamilies.modelTypes.joined(separator: ", ")), found '\(t)'"
-                    + (nearest(t, in: ModelFamilies.modelTypes).map { "; did you mean '\($0)'?" } ?? "")
-            }
+            let type = try m.value("type", default: DiffusionFamily.modelTypes[0], Valid.oneOf(ModelFamilies.modelTypes))
             chosen = ModelFamilies.family(of: type)!
             let s = try chosen.read(type: type, model: m, root: r, config: common)
             let others = ModelFamilies.all.filter { ObjectIdentifier($0) != ObjectIdentifier(chosen) }
