@@ -63,7 +63,35 @@ public struct DiffusionFamily: FamilySettings, Equatable {
             s.labelDropout = try d.value("label_dropout", default: s.labelDropout) { (0...1).contains($0) ? nil : "must be in [0, 1]" }
             return s
         }
+        try f.checkCrossKeys(file: root.file, config: config)
         return f
+    }
+
+    /// The constraints between keys that no single key's range expresses.
+    func checkCrossKeys(file: String, config: RunConfig) throws {
+        func fail(_ path: String, _ reason: String) -> ConfigError { .invalidValue(file: file, path: path, reason: reason) }
+        let m = model, levels = m.channelMultipliers.count, factor = 1 << (levels - 1)
+        guard m.imageSize % factor == 0 else {
+            throw fail("model.image_size", "must be divisible by \(factor) (2 to the power of the \(levels - 1) downsamplings of model.channel_mult's \(levels) levels), found \(m.imageSize)")
+        }
+        let resolutions = (0..<levels).map { m.imageSize >> $0 }
+        if let r = m.attentionResolutions.first(where: { !resolutions.contains($0) }) {
+            throw fail("model.attention_resolutions", "has \(r), which is no level's resolution (the levels are \(resolutions))")
+        }
+        // Attention runs at the listed levels and always in the middle block (the last level's width).
+        let attended = resolutions.indices.filter { m.attentionResolutions.contains(resolutions[$0]) }.map { m.baseChannels * m.channelMultipliers[$0] }
+            + [m.baseChannels * m.channelMultipliers[levels - 1]]
+        if let c = attended.first(where: { $0 % m.heads != 0 }) {
+            throw fail("model.num_heads", "must divide the channels of every attention layer: \(c) channels do not split into \(m.heads) heads")
+        }
+        let d = diffusion
+        for (key, beta) in [("diffusion.beta_start", d.betaStart), ("diffusion.beta_end", d.betaEnd)] where !(beta > 0 && beta <= 1) {
+            throw fail(key, "must be in (0, 1] (a variance per step), found \(beta)")
+        }
+        if d.betaStart > d.betaEnd { throw fail("diffusion.beta_start", "must not exceed diffusion.beta_end (\(d.betaEnd)), found \(d.betaStart)") }
+        if config.sample.steps > d.timesteps {
+            throw fail("sample.steps", "must not exceed diffusion.timesteps (\(d.timesteps)), found \(config.sample.steps)")
+        }
     }
 
     public func makeTask(config: RunConfig, rank: Int, communicator: Communicator?) throws -> TrainingTask {

@@ -192,7 +192,7 @@ import Testing
 
     @Test func imageSizeDisagreeingWithTheDatasetIsReported() throws {
         let folder = try TrainingTests.stripes(count: 32)
-        let r = try worker(TrainingTests.tiny(folder, steps: 5) + ["model.image_size=16"])
+        let r = try worker(TrainingTests.tiny(folder, steps: 5) + ["model.image_size=16", "model.attention_resolutions=[8]"])
         expectOneLineError(r, contains: "sample_shape")
         #expect(r.stderr.contains("[16, 16, 1]") && r.stderr.contains("[8, 8, 1]"))
     }

@@ -23,6 +23,7 @@ import Testing
             model:
               base_channels: 64
               channel_mult: [1, 2]
+              attention_resolutions: [16]
             optimizer: {lr: 1e-3}
             """)
         let c = try RunConfig.load(file: path, overrides: ["optimizer.lr=1e-4", "train.max_steps=500", "data.path=/tmp/x"])
@@ -132,5 +133,20 @@ import Testing
         #expect(reason(["train.grad_accum=2"]) == "(defaults): 'train.grad_accum' does not apply to model.type dcgan")
         #expect(reason(["model.type=stylegan"])?.contains("'model.type' must be one of unet, dcgan, found 'stylegan'") == true)
         #expect(reason(["model.d_conditioning=labels"])?.contains("must be one of projection, channels") == true)
+    }
+
+    @Test func diffusionCrossKeyConstraints() throws {
+        func reason(_ overrides: [String]) -> String? {
+            do { _ = try RunConfig.load(file: nil, overrides: overrides); return nil } catch { return "\(error)" }
+        }
+        #expect(reason(["model.num_heads=3"]) == "(defaults): 'model.num_heads' must divide the channels of every attention layer: 64 channels do not split into 3 heads")
+        #expect(reason(["model.num_heads=8"]) == nil)
+        #expect(reason(["model.image_size=30"])?.contains("'model.image_size' must be divisible by 4") == true)
+        #expect(reason(["model.attention_resolutions=[16,5]"]) == "(defaults): 'model.attention_resolutions' has 5, which is no level's resolution (the levels are [32, 16, 8])")
+        #expect(reason(["diffusion.beta_end=2"]) == "(defaults): 'diffusion.beta_end' must be in (0, 1] (a variance per step), found 2.0")
+        #expect(reason(["diffusion.beta_start=0"])?.contains("'diffusion.beta_start' must be in (0, 1]") == true)
+        #expect(reason(["diffusion.beta_start=0.05"])?.contains("must not exceed diffusion.beta_end") == true)
+        #expect(reason(["sample.steps=2000"]) == "(defaults): 'sample.steps' must not exceed diffusion.timesteps (1000), found 2000")
+        #expect(reason(["sample.steps=1000"]) == nil)
     }
 }
