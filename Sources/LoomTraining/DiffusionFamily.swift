@@ -7,12 +7,17 @@ import LoomTensor
 
 /// The `diffusion:` section: the noise schedule, training target and loss of a diffusion model.
 public struct DiffusionSettings: Equatable {
+    /// `diffusion.schedule`.
+    public enum Schedule: String, CaseIterable, Sendable { case linear, cosine }
+    /// `diffusion.loss_weighting`.
+    public enum Weighting: String, CaseIterable, Sendable { case uniform, min_snr }
+
     public var timesteps = 1000
-    public var schedule = "linear"          // linear | cosine
+    public var schedule = Schedule.linear
     public var betaStart = 1e-4
     public var betaEnd = 0.02
-    public var prediction = "epsilon"       // epsilon | v | x0
-    public var lossWeighting = "uniform"    // uniform | min_snr
+    public var prediction = PredictionTarget.epsilon
+    public var lossWeighting = Weighting.uniform
     public var minSNRGamma = 5.0
     public var offsetNoise = 0.0
     public var labelDropout = 0.1
@@ -21,13 +26,17 @@ public struct DiffusionSettings: Equatable {
 
     /// The diffusion math these settings describe (schedule, target, loss weighting, offset noise).
     public var gaussianDiffusion: GaussianDiffusion {
-        GaussianDiffusion(
-            schedule: schedule == "cosine"
-                ? .cosine(timesteps: timesteps)
-                : .linear(timesteps: timesteps, start: betaStart, end: betaEnd),
-            target: PredictionTarget(rawValue: prediction) ?? .epsilon,
-            weighting: lossWeighting == "min_snr" ? .minSNR(gamma: minSNRGamma) : .uniform,
-            offsetNoise: Float(offsetNoise))
+        let noise: NoiseSchedule
+        switch schedule {
+        case .linear: noise = .linear(timesteps: timesteps, start: betaStart, end: betaEnd)
+        case .cosine: noise = .cosine(timesteps: timesteps)
+        }
+        let weighting: LossWeighting
+        switch lossWeighting {
+        case .uniform: weighting = .uniform
+        case .min_snr: weighting = .minSNR(gamma: minSNRGamma)
+        }
+        return GaussianDiffusion(schedule: noise, target: prediction, weighting: weighting, offsetNoise: Float(offsetNoise))
     }
 }
 
@@ -49,15 +58,15 @@ public struct DiffusionFamily: FamilySettings, Equatable {
     public static func read(type: String, model m: ConfigReader, root: ConfigReader, config: RunConfig) throws -> DiffusionFamily {
         var f = DiffusionFamily()
         f.model = try UNetConfig.read(m)
-        let positive = Valid.positive, oneOf = Valid.oneOf
+        let positive = Valid.positive
         f.diffusion = try root.section("diffusion") { d in
             var s = DiffusionSettings()
             s.timesteps = try d.value("timesteps", default: s.timesteps, positive)
-            s.schedule = try d.value("schedule", default: s.schedule, oneOf(["linear", "cosine"]))
+            s.schedule = try d.choice("schedule", default: s.schedule)
             s.betaStart = try d.value("beta_start", default: s.betaStart)
             s.betaEnd = try d.value("beta_end", default: s.betaEnd)
-            s.prediction = try d.value("prediction", default: s.prediction, oneOf(["epsilon", "v", "x0"]))
-            s.lossWeighting = try d.value("loss_weighting", default: s.lossWeighting, oneOf(["uniform", "min_snr"]))
+            s.prediction = try d.choice("prediction", default: s.prediction)
+            s.lossWeighting = try d.choice("loss_weighting", default: s.lossWeighting)
             s.minSNRGamma = try d.value("min_snr_gamma", default: s.minSNRGamma)
             s.offsetNoise = try d.value("offset_noise", default: s.offsetNoise)
             s.labelDropout = try d.value("label_dropout", default: s.labelDropout) { (0...1).contains($0) ? nil : "must be in [0, 1]" }
@@ -89,6 +98,11 @@ public struct DiffusionFamily: FamilySettings, Equatable {
             throw fail(key, "must be in (0, 1] (a variance per step), found \(beta)")
         }
         if d.betaStart > d.betaEnd { throw fail("diffusion.beta_start", "must not exceed diffusion.beta_end (\(d.betaEnd)), found \(d.betaStart)") }
+        // The linear schedule scales both ends by 1000/T (guided-diffusion), so few steps raise them.
+        let scaled = d.betaEnd * 1000 / Double(d.timesteps)
+        if d.schedule == .linear && scaled > 1 {
+            throw fail("diffusion.beta_end", "times 1000 / diffusion.timesteps (the linear schedule's scaling) is \(scaled), above 1: use more timesteps or a smaller beta_end")
+        }
         if config.sample.steps > d.timesteps {
             throw fail("sample.steps", "must not exceed diffusion.timesteps (\(d.timesteps)), found \(config.sample.steps)")
         }

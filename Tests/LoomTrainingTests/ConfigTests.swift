@@ -148,5 +148,8 @@ import Testing
         #expect(reason(["diffusion.beta_start=0.05"])?.contains("must not exceed diffusion.beta_end") == true)
         #expect(reason(["sample.steps=2000"]) == "(defaults): 'sample.steps' must not exceed diffusion.timesteps (1000), found 2000")
         #expect(reason(["sample.steps=1000"]) == nil)
+        #expect(reason(["diffusion.timesteps=10", "sample.steps=10"])?.contains("'diffusion.beta_end' times 1000 / diffusion.timesteps (the linear schedule's scaling) is 2.0, above 1") == true)
+        #expect(reason(["diffusion.timesteps=10", "sample.steps=10", "diffusion.schedule=cosine"]) == nil)
+        #expect(reason(["diffusion.prediction=eps"]) == "(defaults): 'diffusion.prediction' must be one of epsilon, v, x0, found 'eps'")
     }
 }
