@@ -24,7 +24,12 @@ func targetCPU() -> String? {
 }
 // Both CPU families named above have FMA; LOOM_FMA lets the SIMD math use fused multiply-add
 // (Swift never contracts `a * b + c` on its own).
-let cpuFlags = targetCPU().map { ["-target-cpu", $0] + (["znver4", "skylake-avx512", "haswell"].contains($0) ? ["-DLOOM_FMA"] : []) } ?? []
+// LOOM_CPU_<TARGET> tells the binary which CPU it was built for, so it can refuse to run (one
+// line, not SIGILL) on a node that lacks that CPU's instructions.
+let cpuFlags = targetCPU().map { cpu in
+    ["-target-cpu", cpu] + (["znver4", "skylake-avx512", "haswell"].contains(cpu) ? ["-DLOOM_FMA"] : [])
+        + ["-DLOOM_CPU_" + cpu.uppercased().replacingOccurrences(of: "-", with: "_")]
+} ?? []
 let native: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + cpuFlags, .when(configuration: .release))]
 
 let package = Package(

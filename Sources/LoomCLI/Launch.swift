@@ -8,6 +8,19 @@ enum Launch {
     /// Marks the re-executed process so a failing upgrade cannot loop.
     static let reexecMarker = "LOOM_BLAS_REEXEC"
 
+    /// Stops with one line when this CPU lacks instructions the binary was compiled for
+    /// (a binary built on another kind of node), instead of dying with SIGILL later.
+    /// `LOOM_CPUINFO` names another file to read instead of /proc/cpuinfo (for tests).
+    static func ensureCPUHasBuildFeatures() {
+        let path = ProcessInfo.processInfo.environment["LOOM_CPUINFO"] ?? "/proc/cpuinfo"
+        guard let info = try? String(contentsOfFile: path, encoding: .utf8),
+              let line = CPUFeatures.refusal(target: CPUFeatures.buildTarget,
+                                             missing: CPUFeatures.missing(for: CPUFeatures.buildTarget, cpuinfo: info))
+        else { return }
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+        exit(1)
+    }
+
     /// When OPENBLAS_CORETYPE names a kernel weaker than this CPU supports, or OpenBLAS picked
     /// a weaker one by itself (a CPU model it does not know), warns in one line and re-executes
     /// this program with the strong kernel (same pid, so mpirun is unaffected). Workers that

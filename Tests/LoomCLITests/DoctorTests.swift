@@ -92,3 +92,34 @@ import Testing
         #expect(r.stdout.contains("openblas  core \(best)"), "\(r.stdout)")
     }
 }
+
+/// A binary built for one kind of CPU refuses, in one line, to run on a CPU without its
+/// instructions (instead of SIGILL).
+@Suite struct CPUFeatureTests {
+    let skylakeFlags = "flags\t\t: fpu sse2 avx avx2 fma bmi1 bmi2 f16c movbe avx512f avx512cd avx512bw avx512dq avx512vl\n"
+    let haswellFlags = "flags\t\t: fpu sse2 avx avx2 fma bmi1 bmi2 f16c movbe\n"
+
+    @Test func missingFeaturesAreNamed() {
+        #expect(CPUFeatures.missing(for: "skylake-avx512", cpuinfo: skylakeFlags) == [])
+        #expect(CPUFeatures.missing(for: "skylake-avx512", cpuinfo: haswellFlags) == ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"])
+        #expect(CPUFeatures.missing(for: "znver4", cpuinfo: skylakeFlags).starts(with: ["avx512_bf16", "avx512ifma"]))
+        #expect(CPUFeatures.missing(for: nil, cpuinfo: "flags : sse2\n") == [])
+        #expect(CPUFeatures.refusal(target: "haswell", missing: []) == nil)
+        let line = CPUFeatures.refusal(target: "znver4", missing: ["avx512_bf16"])!
+        #expect(line.contains("built for znver4 CPUs and this CPU lacks avx512_bf16") && line.contains("LOOM_TARGET_CPU=x86-64"))
+    }
+
+    /// End to end: the binary, told it runs on a CPU without the build's instructions, stops
+    /// with that one line and exit 1 before doing anything.
+    @Test func binaryRefusesACPUWithoutItsInstructions() throws {
+        guard let target = CPUFeatures.buildTarget else { return }  // a portable build runs anywhere
+        let file = Fixture.folder("cpuinfo") + "/cpuinfo"
+        try "processor : 0\nflags\t\t: fpu sse sse2\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try LoomBinary.loom(["doctor", "--no-bench"], environment: ["LOOM_CPUINFO": file])
+        #expect(r.status == 1)
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("built for \(target) CPUs and this CPU lacks avx"), "\(r.stderr)")
+        #expect(r.stdout.isEmpty)
+    }
+}
+
