@@ -13,6 +13,20 @@ public enum Parallel {
         NativeThreads.keepSingleThreaded()
     }
 
+    private static let exclusive = NSRecursiveLock()
+
+    /// Runs `body` with `n` threads and restores the count after. Callers of `withThreads`
+    /// take turns (a process-wide lock), so code that compares results at different thread
+    /// counts, e.g. tests running concurrently, really runs at the count it asked for.
+    public static func withThreads<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+        exclusive.lock()
+        defer { exclusive.unlock() }
+        let saved = threads
+        setThreads(n)
+        defer { setThreads(saved) }
+        return try body()
+    }
+
     /// Runs `body` over `0..<count` in contiguous chunks, on `threads` threads when the work
     /// is large enough (`count >= 2 * grain`), else inline.
     @inline(__always)

@@ -96,12 +96,11 @@ import LoomDiffusion
         let shape = [2, 32, 32, 8]  // large enough for the parallel loops to split
         let model: Denoiser = { x, t, _ in x * Float(0.05) + Float(t[0]) * 1e-4 }
         func run(seed: UInt64, threads: Int) -> [Float] {
-            let saved = Parallel.threads
-            Parallel.setThreads(threads)
-            defer { Parallel.setThreads(saved) }
-            var s = RandomStream(seed: seed, purpose: .sampling)
-            let noise = Tensor.normal(shape, stream: &s)
-            return eps.sample(sampler, model: model, noise: noise, stream: &s).array
+            Parallel.withThreads(threads) {
+                var s = RandomStream(seed: seed, purpose: .sampling)
+                let noise = Tensor.normal(shape, stream: &s)
+                return eps.sample(sampler, model: model, noise: noise, stream: &s).array
+            }
         }
         let a = run(seed: 42, threads: 1)
         #expect(a == run(seed: 42, threads: 1))

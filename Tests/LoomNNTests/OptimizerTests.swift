@@ -208,17 +208,16 @@ enum OptData {
     }
 
     @Test func resultsDoNotDependOnTheThreadCount() {
-        let saved = Parallel.threads
-        defer { Parallel.setThreads(saved) }
         func run(threads: Int) -> ([Float], Float) {
-            Parallel.setThreads(threads)
-            var s = RandomStream(key: 21)
-            let p = Tensor.uniform([70_001], low: -1, high: 1, stream: &s)
-            let opt = Adam([("p", p)], lr: 0.01)
-            p.grad = Tensor.uniform([70_001], low: -1, high: 1, stream: &s)
-            let norm = clipGradNorm([p], maxNorm: 1)
-            opt.step()
-            return (p.array, norm)
+            Parallel.withThreads(threads) {
+                var s = RandomStream(key: 21)
+                let p = Tensor.uniform([70_001], low: -1, high: 1, stream: &s)
+                let opt = Adam([("p", p)], lr: 0.01)
+                p.grad = Tensor.uniform([70_001], low: -1, high: 1, stream: &s)
+                let norm = clipGradNorm([p], maxNorm: 1)
+                opt.step()
+                return (p.array, norm)
+            }
         }
         let one = run(threads: 1), two = run(threads: 2)
         #expect(one.0 == two.0 && one.1 == two.1)

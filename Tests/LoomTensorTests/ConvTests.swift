@@ -242,12 +242,13 @@ struct ConvCase: CustomStringConvertible, Sendable {
         let g = Tensor.uniform([8, 12, 12, 64], low: -1, high: 1, stream: &s)
         for t in [x, w, b] { t.requiresGrad = true }
         func passes(_ algorithm: ConvAlgorithm, threads: Int) -> [[Float]] {
-            let (savedAlgorithm, savedThreads) = (ConvAlgorithm.current, Parallel.threads)
-            ConvAlgorithm.current = algorithm
-            Parallel.setThreads(threads)
-            defer { ConvAlgorithm.current = savedAlgorithm; Parallel.setThreads(savedThreads) }
-            let y = conv2d(x, weight: w, bias: b, padding: 1)
-            return [y.array] + grad(of: y, wrt: [x, w, b], gradOutput: g).map(\.array)
+            Parallel.withThreads(threads) {
+                let savedAlgorithm = ConvAlgorithm.current
+                ConvAlgorithm.current = algorithm
+                defer { ConvAlgorithm.current = savedAlgorithm }
+                let y = conv2d(x, weight: w, bias: b, padding: 1)
+                return [y.array] + grad(of: y, wrt: [x, w, b], gradOutput: g).map(\.array)
+            }
         }
         let direct = passes(.direct, threads: 1), auto = passes(.auto, threads: 1)
         for (name, (a, d)) in zip(["forward", "backward-data", "backward-weights", "bias"], zip(auto, direct)) {

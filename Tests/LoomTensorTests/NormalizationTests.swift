@@ -140,12 +140,8 @@ enum NormReference {
             return [y.array, l.array, b.array] + grad(of: y, wrt: xs, gradOutput: g).map(\.array)
                 + grad(of: l, wrt: xs, gradOutput: g).map(\.array) + grad(of: b, wrt: xs, gradOutput: g).map(\.array)
         }
-        let saved = Parallel.threads
-        Parallel.setThreads(1)
-        let one = run()
-        Parallel.setThreads(2)
-        let two = run()
-        Parallel.setThreads(saved)
+        let one = Parallel.withThreads(1, run)
+        let two = Parallel.withThreads(2, run)
         #expect(one == two)
     }
 

@@ -7,9 +7,10 @@ import LoomTensor
     /// Every op's forward values and input gradient at `threads` threads: (Loom's own loops,
     /// OpenBLAS products).
     private func results(threads: Int) -> (loops: [[Float]], blas: [[Float]]) {
-        let saved = Parallel.threads
-        Parallel.setThreads(threads)
-        defer { Parallel.setThreads(saved) }
+        Parallel.withThreads(threads) { resultsAtCurrentThreadCount() }
+    }
+
+    private func resultsAtCurrentThreadCount() -> (loops: [[Float]], blas: [[Float]]) {
         var s = RandomStream(key: 11)
         let x = Tensor.uniform([4, 33, 40, 24], low: -2, high: 2, stream: &s)
         x.requiresGrad = true

@@ -127,15 +127,11 @@ private func close(_ a: [Float], _ b: [Double], tol: Double = 1e-5) -> Bool {
     @Test func resultsDoNotDependOnThreadCount() {
         var s = RandomStream(key: 21)
         let x = Tensor.normal([8, 64, 48, 16], stream: &s)
-        let saved = Parallel.threads
-        defer { Parallel.setThreads(saved) }
         func run() -> [[Float]] {
             [x.sum(axes: [1, 2]).array, x.sum(axes: [-1]).array, x.sum(axes: [0]).array,
              x.max(axis: 2).array, x.variance(axes: [0, 1, 2]).array]
         }
-        Parallel.setThreads(1)
-        let one = run()
-        Parallel.setThreads(2)
-        #expect(run() == one)
+        let one = Parallel.withThreads(1, run)
+        #expect(Parallel.withThreads(2, run) == one)
     }
 }
