@@ -69,7 +69,7 @@ import Testing
     }
 
     @Test func h5pyReadsACheckpointAsTheREADMEShows() throws {
-        guard let python = try LoomBinary.pythonWithH5py() else { return }
+        let python = try #require(try LoomBinary.pythonWithH5py(), "h5py is not installed (Debian package python3-h5py; scripts/setup installs it)")
         let dir = Fixture.folder()
         defer { Fixture.remove(dir) }
         let state = CheckpointFixture.state(worldSize: 2)

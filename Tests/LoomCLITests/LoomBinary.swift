@@ -62,8 +62,8 @@ enum LoomBinary {
             .map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    /// A python3 that can import h5py, or nil. h5py is optional (Debian package python3-h5py),
-    /// and a python3 earlier on PATH may lack it while /usr/bin/python3 has it.
+    /// A python3 that can import h5py, or nil. scripts/setup installs it (Debian package
+    /// python3-h5py); a python3 earlier on PATH may lack it while /usr/bin/python3 has it.
     static func pythonWithH5py() throws -> String? {
         let pythons = (which("python3").map { [$0] } ?? []) + ["/usr/bin/python3"]
         for p in pythons where FileManager.default.isExecutableFile(atPath: p) {

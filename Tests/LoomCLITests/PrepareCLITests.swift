@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test func h5pyReadsTheLayoutTheREADMEDescribes() throws {
-        guard let python = try LoomBinary.pythonWithH5py() else { return }
+        let python = try #require(try LoomBinary.pythonWithH5py(), "h5py is not installed (Debian package python3-h5py; scripts/setup installs it)")
         let dir = Fixture.folder()
         defer { Fixture.remove(dir) }
         let pixels = try Fixture.dataset(at: dir + "/ds", count: 25, shape: [3, 2, 3], shards: 2)
