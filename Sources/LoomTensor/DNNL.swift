@@ -48,7 +48,7 @@ enum DNNL {
         case dnnl_not_required: reason = "not required"
         default: reason = "status \(status.rawValue)"
         }
-        fatalError("oneDNN: \(what()) failed: \(reason)")
+        stopWithOneLine("oneDNN: \(what()) failed: \(reason)")
     }
 
     /// A float32 memory descriptor; `dims` in oneDNN's logical order (N, C, H, W for

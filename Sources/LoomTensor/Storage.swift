@@ -58,7 +58,8 @@ public final class BufferPool: @unchecked Sendable {
         systemAllocations += 1
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, cap * 4) == 0, let raw else {
-            fatalError("Loom: out of memory allocating \(cap * 4) bytes")
+            stopWithOneLine("out of memory allocating \(cap * 4) bytes (\(bytesInUse - cap * 4) already in use); "
+                            + "lower train.batch_size or the model's size, or run fewer ranks per node")
         }
         return (raw.bindMemory(to: Float.self, capacity: cap), cap)
     }
@@ -79,4 +80,14 @@ public final class BufferPool: @unchecked Sendable {
         free.removeAll()
         bytesCached = 0
     }
+}
+
+/// Ends the process for a condition no caller can recover from (memory exhausted, a native
+/// library refusing a call): one line on stderr naming the rank, exit status 1, and no trap or
+/// stack trace. Under mpirun the launcher then ends the other ranks.
+public func stopWithOneLine(_ message: String) -> Never {
+    let env = ProcessInfo.processInfo.environment
+    let rank = env["OMPI_COMM_WORLD_RANK"] ?? env["PMI_RANK"]
+    FileHandle.standardError.write(Data(("loom: " + (rank.map { "rank \($0): " } ?? "") + message + "\n").utf8))
+    exit(1)
 }

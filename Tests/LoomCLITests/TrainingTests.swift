@@ -196,4 +196,14 @@ import Testing
         expectOneLineError(r, contains: "sample_shape")
         #expect(r.stderr.contains("[16, 16, 1]") && r.stderr.contains("[8, 8, 1]"))
     }
+
+    /// A size no machine can hold ends in one line and exit 1, not a trap: 10¹² images of
+    /// 32×32 are 4 PB, beyond any address space, whatever the kernel's overcommit policy.
+    @Test func impossibleMemoryNeedIsOneLine() throws {
+        let r = try LoomBinary.loom(["bench", "train", "--only", "1x1", "--steps", "1", "--warmup", "0",
+                                     "train.batch_size=1000000000000"])
+        expectOneLineError(r, contains: "loom: out of memory allocating ")
+        #expect(r.stderr.contains("lower train.batch_size"))
+    }
 }
+
