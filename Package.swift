@@ -30,7 +30,10 @@ let cpuFlags = targetCPU().map { cpu in
     ["-target-cpu", cpu] + (["znver4", "skylake-avx512", "haswell"].contains(cpu) ? ["-DLOOM_FMA"] : [])
         + ["-DLOOM_CPU_" + cpu.uppercased().replacingOccurrences(of: "-", with: "_")]
 } ?? []
-let native: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + cpuFlags, .when(configuration: .release))]
+// -O, not -Ounchecked: preconditions and bounds checks stay on in release builds. Measured side
+// by side (1 × 1, same minutes): W1 65.5 / 66.7 / 65.5 images/s with -O against 65.2 / 65.4 /
+// 64.9 with -Ounchecked, W3 260.9 / 251.1 against 264.9 / 261.0: within the noise, under 3 %.
+let native: [SwiftSetting] = [.unsafeFlags(["-O"] + cpuFlags, .when(configuration: .release))]
 
 let package = Package(
     name: "Loom",
