@@ -14,8 +14,11 @@ enum GradCheck {
     }
 
     /// Largest error of autograd's gradient of `⟨f(inputs), w⟩` (w a fixed random tensor)
-    /// against central differences, relative to max(1, |numeric|). Differences are taken in
-    /// float32, so use eps around 1e-2…1e-3 and compare with tolerances around 1e-2.
+    /// against central differences, per input relative to that input's largest numeric
+    /// gradient (at least 1e-2): a gradient that is off by a factor (halved, say) fails
+    /// whatever its size, while single near-zero entries do not blow the measure up.
+    /// Differences are taken in float32, so use eps around 1e-2…1e-3 and compare with
+    /// tolerances around 1e-2.
     static func maxError(_ inputs: [Tensor], eps: Float = 1e-2, _ f: @escaping ([Tensor]) -> Tensor) -> Float {
         let y0 = f(inputs)
         var ws = RandomStream(key: 99)
@@ -26,6 +29,7 @@ enum GradCheck {
         var worst: Float = 0
         for x in inputs {
             let analytic = x.grad?.array ?? [Float](repeating: 0, count: x.count)
+            var difference: Float = 0, scale: Float = 1e-2
             for i in 0..<x.count {
                 let saved = x.data[i]
                 x.data[i] = saved + eps
@@ -34,8 +38,10 @@ enum GradCheck {
                 let down = noGrad { dot(f(inputs), w) }
                 x.data[i] = saved
                 let numeric = Float((up - down) / Double(2 * eps))
-                worst = max(worst, abs(numeric - analytic[i]) / max(1, abs(numeric)))
+                difference = max(difference, abs(numeric - analytic[i]))
+                scale = max(scale, abs(numeric))
             }
+            worst = max(worst, difference / scale)
         }
         return worst
     }
@@ -62,5 +68,27 @@ enum GradCheck {
                 return g * v
             }
         }
+    }
+}
+
+/// The checker itself: a gradient that is right passes, the same gradient halved fails even
+/// where it is small (|∂| ≈ 0.02), and so does one that is wrong in a single element.
+@Suite struct GradCheckSelfTests {
+    /// x ↦ 0.02·x², with its gradient scaled by `factor` (1 = correct) and one element
+    /// shifted by `shift`.
+    static func scaledSquare(_ x: Tensor, factor: Float, shift: Float = 0) -> Tensor {
+        let y = noGrad { x * x * Float(0.02) }
+        return y.recorded("test_scaled_square", [x]) { g, _ in
+            let d = noGrad { g * x * Float(0.04 * factor) }
+            d.data[0] += shift
+            return [d]
+        }
+    }
+
+    @Test func wrongGradientsFail() {
+        let xs = GradCheck.inputs([[3, 4]])
+        #expect(GradCheck.maxError(xs) { Self.scaledSquare($0[0], factor: 1) } < 1e-2)
+        #expect(GradCheck.maxError(xs) { Self.scaledSquare($0[0], factor: 0.5) } > 0.2)
+        #expect(GradCheck.maxError(xs) { Self.scaledSquare($0[0], factor: 1, shift: 0.01) } > 0.1)
     }
 }
