@@ -35,7 +35,9 @@ import Testing
         #expect(skipped.count == 1 && skipped[0].reason.contains("incomplete checkpoint (no complete marker)"), "\(skipped)")
         let printed = r.stdout.components(separatedBy: "model checksum ").last?.prefix(22) ?? ""
         #expect("xxh64:" + XXH64.hex(CheckpointFile.checksum(of: resumed.state.network("model")!)) == printed)
-        #expect(resumed.state.networks.map(\.name) == ["model", "ema"] && resumed.state.optimizer("adam")!.count == 3 * 244)
+        // Adam keeps step, exp_avg and exp_avg_sq for each of the model's tensors (all parameters: no buffers).
+        #expect(resumed.state.networks.map(\.name) == ["model", "ema"]
+                && resumed.state.optimizer("adam")!.count == 3 * resumed.state.network("model")!.count)
         #expect(store.latest() == resumed.url)
     }
 
@@ -101,13 +103,18 @@ import Testing
         let modelSum = "xxh64:" + XXH64.hex(CheckpointFile.checksum(of: state.network("model")!))
         let adamSum = "xxh64:" + XXH64.hex(CheckpointFile.checksum(of: state.optimizer("adam")!))
 
+        // The fixture's sizes: model = conv.weight 4·3·3·3 + conv.bias 4 + norm.special 2·3
+        // + bn.num_batches_tracked 1 + empty 0 + a.linear.weight 5·4 = 139 in 6 tensors;
+        // adam = step 1 + exp_avg 108 + exp_avg_sq 108 = 217 in 3 tensors.
+        let modelElements = 4 * 3 * 3 * 3 + 4 + 2 * 3 + 1 + 0 + 5 * 4, adamElements = 1 + 2 * (4 * 3 * 3 * 3)
+        #expect(modelElements == 139 && adamElements == 217)
         let text = try LoomBinary.loom(["inspect", path])
         #expect(text.status == 0, "\(text.stderr)")
         for part in ["checkpoint \(path) (loom-checkpoint v1", "step 1234, epoch 7, world size 3, cursor epoch 7 position 4096",
                      "counters: big=9223372036854775806, ema_updates=1234", "rng: dropout (3 streams), noise (3 streams)",
                      "dataset train: xxh64:0123456789abcdef", "verified: every checksum matches",
-                     "  model: 139 parameters in 6 tensors, checksum \(modelSum)", "    conv.weight ", "[4, 3, 3, 3]",
-                     "bn.num_batches_tracked  []", "  adam: 217 elements in 3 tensors, checksum \(adamSum)",
+                     "  model: \(modelElements) parameters in 6 tensors, checksum \(modelSum)", "    conv.weight ", "[4, 3, 3, 3]",
+                     "bn.num_batches_tracked  []", "  adam: \(adamElements) elements in 3 tensors, checksum \(adamSum)",
                      "config:\n  model:\n    name: ddpm-unet-s  # größe ✓"] {
             #expect(text.stdout.contains(part), "inspect lacks \(part)\n\(text.stdout)")
         }
@@ -117,7 +124,7 @@ import Testing
         #expect(object["step"] as? Int == 1234 && object["verified"] as? Bool == true && object["world_size"] as? Int == 3)
         let networks = try #require(object["networks"] as? [[String: Any]])
         #expect(networks.map { $0["name"] as? String } == ["model", "ema"])
-        #expect(networks[0]["checksum"] as? String == modelSum && networks[0]["element_count"] as? Int == 139)
+        #expect(networks[0]["checksum"] as? String == modelSum && networks[0]["element_count"] as? Int == modelElements)
         let tensors = try #require(networks[0]["tensors"] as? [[String: Any]])
         #expect(tensors[0]["name"] as? String == "conv.weight" && tensors[0]["shape"] as? [Int] == [4, 3, 3, 3])
 
@@ -125,7 +132,7 @@ import Testing
         let out = dir + "/ema.h5"
         let export = try LoomBinary.loom(["export", path, out])
         #expect(export.status == 0, "\(export.stderr)")
-        #expect(export.stdout.contains("exported ema of step 1234: 139 parameters in 6 tensors to \(out)"), "\(export.stdout)")
+        #expect(export.stdout.contains("exported ema of step 1234: \(modelElements) parameters in 6 tensors to \(out)"), "\(export.stdout)")
         let exported = try CheckpointFile.read(out)
         #expect(exported.networks.map(\.name) == ["ema"] && exported.optimizers.isEmpty && exported.rng.isEmpty)
         #expect(CheckpointFile.checksum(of: exported.network("ema")!) == CheckpointFile.checksum(of: state.network("ema")!))

@@ -58,7 +58,10 @@ import Testing
                 Issue.record("no max rel diff in \(String(describing: line))")
             }
         }
-        // The tiny buckets really split the 8 parameters into several all-reduces.
+        // The tiny buckets really split the 8 parameters into several all-reduces. With 256-byte
+        // (64-float) buckets filled in reverse order, closing a bucket before a parameter that
+        // would overflow it: head.bias 10 | head.weight 1280 | conv2.bias 8 | conv2.weight 576 |
+        // norm.bias 8 + norm.weight 8 + conv1.bias 8 | conv1.weight 216 → 6 buckets.
         let summary = r.stdout.split(separator: "\n").first { $0.hasPrefix("ddp: ") } ?? ""
         #expect(summary.contains(setup.bucketBytes == nil ? "1 bucket(s)" : "6 bucket(s)"), "\(summary)")
     }
