@@ -51,7 +51,7 @@ struct SelfTestGANDDP: ParsableCommand {
             let replica = GANTask(config: local, settings: local.ganFamily!, rank: r,
                                   communicator: fault == "skip-reduce" ? nil : comm)
             let reference = GANTask(config: whole, settings: whole.ganFamily!, rank: 0, communicator: nil, streams: n)
-            try Replicas.broadcast(replica.networks.flatMap { $0.tensors.map(\.1) }, over: comm)
+            try replica.broadcastNetworks(over: comm)
 
             // Global batches from a fixed stream; rank r takes rows r·B ..< (r+1)·B.
             var data = RandomStream(seed: 77, purpose: .data)

@@ -107,18 +107,16 @@ public struct GANFamily: FamilySettings, Equatable {
         var s = RandomStream(key: 0)
         let g = DCGANGenerator(model, stream: &s)
         try g.loadStateDict(weights)
-        var stream = RandomStream(seed: request.seed, purpose: .sampling)
         if let points = request.interpolate {
+            var stream = RandomStream(seed: request.seed, purpose: .sampling)
             let rows = request.count
             let ends = Tensor.normal([2 * rows, model.zDim], stream: &stream)
             let z = Self.slerpRows(ends, rows: rows, points: points)
             let labels = model.classes > 0 ? (0..<(rows * points)).map { request.label ?? (($0 / points) % model.classes) } : nil
             return (GANTask.generate(g, z: z, labels: labels), points)
         }
-        let z = Tensor.normal([request.count, model.zDim], stream: &stream)
-        let labels = model.classes > 0 ? (0..<request.count).map { request.label ?? ($0 % model.classes) } : nil
         let columns = model.classes > 0 && request.label == nil && request.count >= model.classes ? model.classes : nil
-        return (GANTask.generate(g, z: z, labels: labels), columns)
+        return (GANTask.sample(g, count: request.count, seed: request.seed, label: request.label), columns)
     }
 
     /// `rows × points` latent vectors: row r walks from `ends[2r]` to `ends[2r+1]` along the

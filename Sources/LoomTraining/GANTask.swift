@@ -102,10 +102,16 @@ public final class GANTask: TrainingTask {
         var s = RandomStream(key: 0)
         let g = DCGANGenerator(settings.model, stream: &s)
         try ema.copy(into: g)
-        var stream = RandomStream(seed: UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
-        let z = Tensor.normal([count, settings.model.zDim], stream: &stream)
-        let k = settings.model.classes
-        return GANTask.generate(g, z: z, labels: k > 0 ? (0..<count).map { $0 % k } : nil)
+        return GANTask.sample(g, count: count, seed: UInt64(bitPattern: Int64(config.seed)))
+    }
+
+    /// `count` images from `g` with latents from `seed`; a conditional G gets `label` for
+    /// every image, or 0, 1, 2, … in turn.
+    static func sample(_ g: DCGANGenerator, count: Int, seed: UInt64, label: Int? = nil) -> Tensor {
+        var stream = RandomStream(seed: seed, purpose: .sampling)
+        let z = Tensor.normal([count, g.config.zDim], stream: &stream)
+        let k = g.config.classes
+        return generate(g, z: z, labels: k > 0 ? (0..<count).map { label ?? ($0 % k) } : nil)
     }
 
     /// G's images for `z` in eval mode (batch-norm running statistics), off the tape.

@@ -13,7 +13,7 @@ public enum TrainBenchmark {
         let rank = communicator?.rank ?? 0
         ConvAlgorithm.current = config.convAlgorithm
         let task = try config.family.makeTask(config: config, rank: rank, communicator: communicator)
-        if let c = communicator { try Replicas.broadcast(task.networks.flatMap { $0.tensors.map(\.1) }, over: c) }
+        if let c = communicator { try task.broadcastNetworks(over: c) }
         let shape = config.family.sampleShape, b = config.train.batchSize
         var data = RandomStream(seed: 99, rank: rank, purpose: .data)
         let batch = Batch(images: Tensor.uniform([b] + shape, low: -1, high: 1, stream: &data),

@@ -55,7 +55,7 @@ public final class Trainer {
             cursor = restored
         } else {
             // Every replica starts from rank 0's networks (parameters, buffers, EMA shadows).
-            try Replicas.broadcast(task.networks.flatMap { $0.tensors.map(\.1) }, over: comm)
+            try task.broadcastNetworks(over: comm)
         }
         try Replicas.verify(task.replicatedParameters, over: comm)
         loader = try DataLoader(dataset: dataset, options: LoaderOptions(

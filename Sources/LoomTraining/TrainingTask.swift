@@ -1,3 +1,4 @@
+import LoomDistributed
 import LoomNN
 import LoomStorage
 import LoomTensor
@@ -46,6 +47,14 @@ public protocol TrainingTask: AnyObject {
     /// fixed noise, for `RUN/samples/step-XXXXXXXX.png`; conditional models show class k in
     /// column k.
     func preview(count: Int) throws -> Tensor
+}
+
+extension TrainingTask {
+    /// Copies rank 0's networks (parameters, buffers, EMA shadows) into every rank's, so all
+    /// replicas start from the same state.
+    public func broadcastNetworks(over communicator: Communicator) throws {
+        try Replicas.broadcast(networks.flatMap { $0.tensors.map(\.1) }, over: communicator)
+    }
 }
 
 /// Assigns `saved` into the live tensors `live` (a network group) after checking that the
