@@ -132,24 +132,7 @@ open class Module {
     @discardableResult
     public final func loadStateDict(_ state: [(String, Tensor)], strict: Bool = true) throws
         -> (missing: [String], unexpected: [String]) {
-        var given: [String: Tensor] = [:]
-        for (key, t) in state {
-            guard given.updateValue(t, forKey: key) == nil else { throw StateDictError.duplicateKey(key) }
-        }
-        let own = stateDict()
-        let ownKeys = Set(own.map(\.0))
-        let missing = own.map(\.0).filter { given[$0] == nil }
-        let unexpected = state.map(\.0).filter { !ownKeys.contains($0) }
-        if strict && !(missing.isEmpty && unexpected.isEmpty) {
-            throw StateDictError.keyMismatch(missing: missing, unexpected: unexpected)
-        }
-        for (key, t) in own {
-            if let src = given[key], src.shape != t.shape {
-                throw StateDictError.shapeMismatch(key: key, expected: t.shape, found: src.shape)
-            }
-        }
-        for (key, t) in own { if let src = given[key], src !== t { t.assign(src) } }
-        return (missing, unexpected)
+        try assignState(state, into: stateDict(), strict: strict)
     }
 
     /// `loadStateDict` from a dictionary.
@@ -191,4 +174,30 @@ public enum StateDictError: Error, Equatable, CustomStringConvertible, Localized
 
     /// Same as `description`, for Foundation's error printing.
     public var errorDescription: String? { description }
+}
+
+/// Copies `state` into the live tensors `live` (a module's state dict, an EMA's shadows …)
+/// in place, after checking everything: duplicate keys and shape mismatches always throw;
+/// strict: every key must match, non-strict: missing and unexpected keys are skipped and
+/// returned. Nothing is written when a check fails.
+@discardableResult
+public func assignState(_ state: [(String, Tensor)], into live: [(String, Tensor)], strict: Bool = true) throws
+    -> (missing: [String], unexpected: [String]) {
+    var given: [String: Tensor] = [:]
+    for (key, t) in state {
+        guard given.updateValue(t, forKey: key) == nil else { throw StateDictError.duplicateKey(key) }
+    }
+    let liveKeys = Set(live.map(\.0))
+    let missing = live.map(\.0).filter { given[$0] == nil }
+    let unexpected = state.map(\.0).filter { !liveKeys.contains($0) }
+    if strict && !(missing.isEmpty && unexpected.isEmpty) {
+        throw StateDictError.keyMismatch(missing: missing, unexpected: unexpected)
+    }
+    for (key, t) in live {
+        if let src = given[key], src.shape != t.shape {
+            throw StateDictError.shapeMismatch(key: key, expected: t.shape, found: src.shape)
+        }
+    }
+    for (key, t) in live { if let src = given[key], src !== t { t.assign(src) } }
+    return (missing, unexpected)
 }

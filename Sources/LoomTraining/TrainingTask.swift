@@ -60,18 +60,9 @@ extension TrainingTask {
 /// Assigns `saved` into the live tensors `live` (a network group) after checking that the
 /// keys and shapes match exactly; nothing is written when anything differs.
 func assign(_ saved: [(String, Tensor)], into live: [(String, Tensor)], group: String) throws {
-    var given: [String: Tensor] = [:]
-    for (k, t) in saved { given[k] = t }
-    let liveKeys = Set(live.map(\.0))
-    let missing = live.map(\.0).filter { given[$0] == nil }
-    let unexpected = saved.map(\.0).filter { !liveKeys.contains($0) }
-    guard missing.isEmpty && unexpected.isEmpty else {
-        throw CheckpointMismatch.keys(group: group, error: StateDictError.keyMismatch(missing: missing, unexpected: unexpected))
+    do { try assignState(saved, into: live) } catch let error as StateDictError {
+        throw CheckpointMismatch.keys(group: group, error: error)
     }
-    for (k, t) in live where given[k]!.shape != t.shape {
-        throw CheckpointMismatch.keys(group: group, error: StateDictError.shapeMismatch(key: k, expected: t.shape, found: given[k]!.shape))
-    }
-    for (k, t) in live where given[k]! !== t { t.assign(given[k]!) }
 }
 
 /// A checkpoint that does not fit the run's config.
