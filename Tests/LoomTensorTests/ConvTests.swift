@@ -93,6 +93,8 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 9, 7, 16], cout: 64, k: 3, stride: 1, padding: 1),             // Winograd, all three passes
         ConvCase(x: [35, 6, 5, 32], cout: 16, k: 3, stride: 1, padding: 1, bias: false),  // Winograd fwd/bwd-data, 2 chunks
         ConvCase(x: [3, 1, 2, 16], cout: 64, k: 3, stride: 1, padding: 1),             // Winograd-eligible, tiny image
+        ConvCase(x: [2, 9, 8, 3], cout: 32, k: 4, stride: 2, padding: 1),              // few-channel backward-data (RGB input)
+        ConvCase(x: [3, 7, 5, 1], cout: 20, k: 3, stride: 1, padding: 1),              // few-channel, 4 channels past the vectors
     ]
 
     static let transposedCases: [ConvCase] = [
@@ -107,6 +109,8 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [3, 3, 4, 1], cout: 20, k: 3, stride: 2, padding: 1, outputPadding: 1),  // one input channel
         ConvCase(x: [2, 5, 6, 64], cout: 16, k: 3, stride: 1, padding: 1),                   // Winograd underneath
         ConvCase(x: [5, 8, 8, 128], cout: 4, k: 4, stride: 2, padding: 1),                  // DCGAN's last G layer, small
+        ConvCase(x: [2, 5, 4, 48], cout: 3, k: 4, stride: 2, padding: 1),                   // to RGB: few-channel forward
+        ConvCase(x: [2, 3, 4, 17], cout: 2, k: 3, stride: 2, padding: 0, outputPadding: 1),  // few-channel, scalar tail
     ]
 
     /// Random x, W, b and output gradient for `c`; W is `wShape`.
