@@ -18,9 +18,9 @@ public enum DiffusionSampling {
     /// `count` samples `[count, H, W, C]` in [-1, 1] from `model` with noise from `seed`.
     /// Conditional models get labels 0, 1, 2, … (or `label` for all) and the config's
     /// guidance scale.
-    public static func sample(config: RunConfig, family: DiffusionFamily, model: UNet, count: Int, seed: UInt64? = nil,
+    public static func sample(config: RunConfig, family: DiffusionFamily, model: any DenoisingNetwork, count: Int, seed: UInt64? = nil,
                               label: Int? = nil, guidance: Double? = nil) -> Tensor {
-        let m = family.model
+        let m = family.network
         let diffusion = family.diffusion.gaussianDiffusion  // weighting and offset noise only matter in training
         var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
         let noise = Tensor.normal([count, m.imageSize, m.imageSize, m.inChannels], stream: &stream)

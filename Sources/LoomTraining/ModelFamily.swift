@@ -69,10 +69,12 @@ public enum ModelFamilies {
 
     /// The keys another family reads in `model:` and in each of its sections, found by
     /// reading an empty config with it (so they never drift from the readers).
-    static func keys(of family: any FamilySettings.Type) -> (model: Set<String>, sections: Set<String>) {
+    /// The `model:` keys that `type`'s reader knows (found by running it on an empty config).
+    static func modelKeys(of type: String) -> Set<String> {
+        guard let family = family(of: type) else { return [] }
         let model = try! ConfigReader(nil, file: "(keys)", path: "model")
         let root = try! ConfigReader(nil, file: "(keys)")
-        _ = try? family.read(type: family.modelTypes[0], model: model, root: root, config: RunConfig())
-        return (Set(model.readKeys), Set(family.sections))
+        _ = try? family.read(type: type, model: model, root: root, config: RunConfig())
+        return Set(model.readKeys)
     }
 }

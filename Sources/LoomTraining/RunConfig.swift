@@ -206,8 +206,8 @@ extension RunConfig {
             let type = try m.value("type", default: DiffusionFamily.modelTypes[0], Valid.oneOf(ModelFamilies.modelTypes))
             chosen = ModelFamilies.family(of: type)!
             let s = try chosen.read(type: type, model: m, root: r, config: common)
-            let others = ModelFamilies.all.filter { ObjectIdentifier($0) != ObjectIdentifier(chosen) }
-            for key in m.unreadKeys where others.contains(where: { ModelFamilies.keys(of: $0).model.contains(key) }) {
+            let otherTypes = ModelFamilies.modelTypes.filter { $0 != type }
+            for key in m.unreadKeys where otherTypes.contains(where: { ModelFamilies.modelKeys(of: $0).contains(key) }) {
                 throw ConfigError.notForFamily(file: r.file, path: "model.\(key)", modelType: type)
             }
             return s
