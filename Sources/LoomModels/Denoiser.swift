@@ -56,6 +56,14 @@ public enum DenoiserConfig: Equatable, Sendable {
         }
     }
 
+    /// The same network with or without a learned-variance output.
+    public func learningSigma(_ on: Bool) -> DenoiserConfig {
+        switch self {
+        case .unet(var c): c.learnSigma = on; return .unet(c)
+        case .dit(var c): c.learnSigma = on; return .dit(c)
+        }
+    }
+
     /// A freshly initialised network drawn from `stream`.
     public func make(stream: inout RandomStream) -> any DenoisingNetwork {
         switch self {

@@ -15,8 +15,14 @@ public struct DiTConfig: Equatable, Sendable {
     /// Number of classes; 0 = unconditional. A conditional model has one more embedding row,
     /// the null class of classifier-free guidance.
     public var classes = 10
+    /// Whether the output has twice `inChannels` (a learned variance per element after the
+    /// prediction, `diffusion.learn_sigma`).
+    public var learnSigma = false
 
     public init() {}
+
+    /// Channels of the output image.
+    public var outChannels: Int { inChannels * (learnSigma ? 2 : 1) }
 
     /// The paper's model sizes (Peebles & Xie, table 1): depth, hidden size, heads.
     public static let presets: [String: (depth: Int, hidden: Int, heads: Int)] = [
@@ -54,7 +60,7 @@ public final class DiT: Module {
         tEmbedder = DiTTimestepEmbedder(width: d, stream: &stream)
         yEmbedder = c.classes > 0 ? Embedding(c.classes + 1, d, stream: &stream) : nil
         blocks = (0..<c.depth).map { _ in DiTBlock(d, heads: c.heads, mlpRatio: c.mlpRatio, stream: &stream) }
-        finalLayer = DiTFinalLayer(d, outputs: c.patchSize * c.patchSize * c.inChannels, stream: &stream)
+        finalLayer = DiTFinalLayer(d, outputs: c.patchSize * c.patchSize * c.outChannels, stream: &stream)
         positions = sinCosPositions2D(dimension: d, gridSize: c.gridSize).reshaped([1, c.gridSize * c.gridSize, d])
         super.init()
 
@@ -97,7 +103,7 @@ public final class DiT: Module {
         var cond = tEmbedder(t)                                               // [N, D]
         if let yEmbedder { cond = cond + yEmbedder(labels ?? Array(repeating: c.classes, count: n)) }
         for block in blocks { h = block(h, cond) }
-        return Self.unpatchify(finalLayer(h, cond), gridSize: g, patchSize: c.patchSize, channels: c.inChannels)
+        return Self.unpatchify(finalLayer(h, cond), gridSize: g, patchSize: c.patchSize, channels: c.outChannels)
     }
 
     /// `[N, g², p·p·C]` tokens → `[N, g·p, g·p, C]` images: token (i, j), entry (a, b, ch) →

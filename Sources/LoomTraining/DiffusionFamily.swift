@@ -21,6 +21,10 @@ public struct DiffusionSettings: Equatable {
     public var minSNRGamma = 5.0
     public var offsetNoise = 0.0
     public var labelDropout = 0.1
+    /// Learned variances (Improved DDPM): the network outputs v after its prediction and
+    /// the loss adds vlbWeight·L_vlb.
+    public var learnSigma = false
+    public var vlbWeight = 0.001
 
     public init() {}
 
@@ -36,7 +40,9 @@ public struct DiffusionSettings: Equatable {
         case .uniform: weighting = .uniform
         case .min_snr: weighting = .minSNR(gamma: minSNRGamma)
         }
-        return GaussianDiffusion(schedule: noise, target: prediction, weighting: weighting, offsetNoise: Float(offsetNoise))
+        var d = GaussianDiffusion(schedule: noise, target: prediction, weighting: weighting, offsetNoise: Float(offsetNoise))
+        (d.learnSigma, d.vlbWeight) = (learnSigma, vlbWeight)
+        return d
     }
 }
 
@@ -75,8 +81,11 @@ public struct DiffusionFamily: FamilySettings, Equatable {
             s.minSNRGamma = try d.value("min_snr_gamma", default: s.minSNRGamma)
             s.offsetNoise = try d.value("offset_noise", default: s.offsetNoise)
             s.labelDropout = try d.value("label_dropout", default: s.labelDropout) { (0...1).contains($0) ? nil : "must be in [0, 1]" }
+            s.learnSigma = try d.value("learn_sigma", default: s.learnSigma)
+            s.vlbWeight = try d.value("vlb_weight", default: s.vlbWeight) { $0 >= 0 && $0 <= 1 ? nil : "must be in [0, 1], found \($0)" }
             return s
         }
+        f.network = f.network.learningSigma(f.diffusion.learnSigma)
         try f.checkCrossKeys(file: root.file, config: config)
         return f
     }

@@ -36,6 +36,11 @@ import Testing
         #expect(y.shape == [3, 4, 4, 1])
         #expect(y.array.allSatisfy { $0 == 0 })
         let tokens = Tensor.normal([3, 4, 8], stream: &s), cond = Tensor.normal([3, 8], stream: &s)
+        // With a learned variance the output has twice the channels (ε, then v), still zero.
+        var sigma = Self.tiny()
+        sigma.learnSigma = true
+        let both = DiT(sigma, stream: &s)(x, timesteps: [0, 500, 999], labels: [0, 2, 3])
+        #expect(both.shape == [3, 4, 4, 2] && both.array.allSatisfy { $0 == 0 })
         #expect(net.blocks.count == 2)
         for block in net.blocks { #expect(block(tokens, cond).array == tokens.array) }
     }

@@ -131,6 +131,11 @@ import Testing
         #expect(reason(["model.num_heads=5"]) == "(defaults): 'model.num_heads' must divide model.hidden_size (192), found 5")
         #expect(reason(["model.hidden_size=198", "model.num_heads=3"])?.contains("'model.hidden_size' must be divisible by 4") == true)
         #expect(reason(["model.depth=0"]) == "(defaults): 'model.depth' must be positive, found 0")
+        // diffusion.learn_sigma doubles the denoiser's output channels, for either type.
+        let learned = try RunConfig.load(file: nil, overrides: ["model.type=dit", "diffusion.learn_sigma=true"]).diffusionFamily
+        #expect(learned?.dit?.outChannels == 2 && learned?.diffusion.gaussianDiffusion.learnSigma == true)
+        #expect(try RunConfig.load(file: nil, overrides: ["diffusion.learn_sigma=true"]).diffusionFamily?.unet?.learnSigma == true)
+        #expect(reason(["diffusion.vlb_weight=2"]) == "(defaults): 'diffusion.vlb_weight' must be in [0, 1], found 2.0")
         // A U-Net key with a DiT is another model type's key, not an unknown one.
         #expect(reason(["model.channel_mult=[1, 2]"]) == "(defaults): 'model.channel_mult' does not apply to model.type dit")
         #expect(reason(["model.type=unet", "model.patch_size=4"]) == "(defaults): 'model.patch_size' does not apply to model.type unet")
