@@ -43,6 +43,18 @@ struct Sample: ParsableCommand {
     @Option(help: "GANs: each row walks between two random latent vectors in this many points (spherical interpolation).")
     var interpolate: Int?
 
+    @Option(name: .customLong("init"), help: "Diffusion editing: images to edit, a PNG (one image or a grid as loom sample writes) or a dataset folder (its test split, with its labels); at most --n of them.")
+    var initImages: String?
+
+    @Option(help: "Diffusion editing (SDEdit): fraction of the schedule to run on the --init images, 0…1 (default 1).")
+    var strength: Double?
+
+    @Option(help: "Diffusion inpainting: pixels to keep from --init: left, right, top, bottom, center, or a PNG (white keeps).")
+    var mask: String?
+
+    @Option(help: "Diffusion inpainting: run each step this many times, noising back in between (RePaint; ddpm or ddim).")
+    var resample: Int?
+
     @Option(help: "Also write the raw samples ([N, H, W, C] float32 in [-1, 1], dataset `samples`) to this HDF5 file.")
     var raw: String?
 
@@ -54,6 +66,11 @@ struct Sample: ParsableCommand {
         if let steps, steps <= 0 { throw ValidationError("--steps must be positive, found \(steps)") }
         if let interpolate, interpolate < 2 { throw ValidationError("--interpolate needs at least 2 points, found \(interpolate)") }
         guard threads > 0 else { throw ValidationError("--threads must be positive, found \(threads)") }
+        if let strength, !(0...1).contains(strength) { throw ValidationError("--strength must be in [0, 1], found \(strength)") }
+        if let resample, resample < 1 { throw ValidationError("--resample must be at least 1, found \(resample)") }
+        if initImages == nil, let option = [("--strength", strength != nil), ("--mask", mask != nil), ("--resample", resample != nil)].first(where: { $0.1 }) {
+            throw ValidationError("\(option.0) edits images: give them with --init")
+        }
     }
 
     func run() throws {
@@ -78,6 +95,16 @@ struct Sample: ParsableCommand {
             request.eta = eta
             request.guidance = guidance
             request.interpolate = interpolate
+            if let initImages {
+                let shape = cfg.family.sampleShape
+                (request.initImages, request.initLabels) = try SampleInputs.images(initImages, shape: shape, limit: n)
+                request.strength = strength
+                request.resample = resample
+                request.mask = try mask.map { try SampleInputs.mask($0, shape: shape, count: request.initImages!.shape[0]) }
+                if let r = resample, r > 1, (sampler ?? cfg.sample.sampler.rawValue) == "dpm_solver" {
+                    throw ValidationError("--resample needs the ddpm or ddim sampler (DPM-Solver's multistep history cannot jump back)")
+                }
+            }
             ConvAlgorithm.current = cfg.convAlgorithm
             let (images, columns) = try cfg.family.sample(config: cfg, checkpoint: state, request: request)
             try PNG.writeGrid(path: output, images: images, columns: columns)

@@ -165,6 +165,15 @@ public struct DiffusionFamily: FamilySettings, Equatable {
         var s = RandomStream(key: 0)
         let net = network.make(stream: &s)
         try net.loadStateDict(weights)
+        if let images = request.initImages {
+            guard Array(images.shape.dropFirst()) == sampleShape else {
+                throw SampleOptionError("--init images are \(Array(images.shape.dropFirst())) but the model makes \(sampleShape) ([H, W, C])")
+            }
+            let edit = EditOptions(strength: request.strength ?? 1, mask: request.mask, resample: request.resample ?? 1)
+            return (DiffusionSampling.edit(config: cfg, family: self, model: net, images: images, edit: edit, seed: request.seed,
+                                           labels: request.label.map { [Int](repeating: $0, count: images.shape[0]) } ?? request.initLabels,
+                                           guidance: request.guidance), nil)
+        }
         return (DiffusionSampling.sample(config: cfg, family: self, model: net, count: request.count, seed: request.seed,
                                          label: request.label, guidance: request.guidance), nil)
     }

@@ -37,4 +37,25 @@ public enum DiffusionSampling {
                                    noise: noise, options: options, stream: &stream)
         return noGrad { out.clamped(min: -1, max: 1) }
     }
+
+    /// `images` edited by the config's sampler (SDEdit and/or inpainting, see `EditOptions`),
+    /// conditioned on `labels` (default: 0, 1, 2, … in turn) for conditional models.
+    public static func edit(config: RunConfig, family: DiffusionFamily, model: any DenoisingNetwork, images: Tensor,
+                            edit: EditOptions, seed: UInt64? = nil, labels: [Int]? = nil, guidance: Double? = nil) -> Tensor {
+        let n = images.shape[0], classes = family.classes
+        let diffusion = family.diffusion.gaussianDiffusion
+        var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
+        var options = SamplingOptions(clipDenoised: true)
+        if classes > 0 {
+            options.labels = labels ?? (0..<n).map { $0 % classes }
+            options.nullClass = classes
+            options.guidanceScale = Float(guidance ?? config.sample.guidance)
+        }
+        model.eval()
+        defer { model.train() }
+        let out = diffusion.edit(sampler(config.sample, timesteps: family.diffusion.timesteps),
+                                 model: { x, t, y in model(x, timesteps: t, labels: y) },
+                                 images: images, edit: edit, options: options, stream: &stream)
+        return noGrad { out.clamped(min: -1, max: 1) }
+    }
 }

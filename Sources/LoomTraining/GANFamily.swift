@@ -97,7 +97,8 @@ public struct GANFamily: FamilySettings, Equatable {
 
     public func sample(config: RunConfig, checkpoint: CheckpointState, request: SampleRequest) throws -> (images: Tensor, columns: Int?) {
         for (name, set) in [("--sampler", request.sampler != nil), ("--steps", request.steps != nil),
-                            ("--eta", request.eta != nil), ("--guidance", request.guidance != nil)] where set {
+                            ("--eta", request.eta != nil), ("--guidance", request.guidance != nil),
+                            ("--init", request.initImages != nil)] where set {
             throw SampleOptionError("\(name) does not apply to a GAN (model.type \(modelType)); GANs sample in one pass")
         }
         // A checkpoint holds /generator_ema (and /generator); `loom export` writes G's EMA as /ema.

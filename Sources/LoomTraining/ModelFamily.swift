@@ -45,6 +45,15 @@ public struct SampleRequest {
     public var guidance: Double?
     /// Latent-variable models: points per row of a walk between two latent vectors (nil: off).
     public var interpolate: Int?
+    /// Diffusion editing: the images to edit (`[N, H, W, C]` in [-1, 1]) and their labels.
+    public var initImages: Tensor?
+    public var initLabels: [Int]?
+    /// SDEdit strength in [0, 1] (`--strength`).
+    public var strength: Double?
+    /// Inpainting mask, 1 = keep (`--mask`).
+    public var mask: Tensor?
+    /// RePaint resampling count (`--resample`).
+    public var resample: Int?
 
     public init() {}
 }

@@ -90,6 +90,45 @@ import Testing
         #expect(samples.count == 8 * 64)
         #expect(samples.filter { abs($0) < 0.999 }.count > samples.count / 2, "\(samples.prefix(16))")
         #expect(Set(samples).count > 64)
+
+        // Editing the data set's first 4 images: inpainting keeps the left half bit for bit
+        // and generates the right half; strength 0 returns the images themselves.
+        let data = try ShardedDataset(folder: folder + "/data", split: "train")
+        var bytes = [UInt8](repeating: 0, count: 4 * 64)
+        try bytes.withUnsafeMutableBytes { try data.read(0..<4, into: $0.baseAddress!) }
+        let originals = bytes.map { Float($0) / 127.5 - 1 }
+        for (extra, name) in [(["--mask", "left", "--resample", "2", "--sampler", "ddpm"], "inpaint"), (["--strength", "0"], "same")] {
+            let e = try LoomBinary.loom(["sample", run + "/checkpoints/latest", folder + "/\(name).png", "--init", folder + "/data",
+                                         "--n", "4", "--steps", "10", "--raw", folder + "/\(name).h5"] + extra)
+            #expect(e.status == 0, "\(e.stderr)")
+            let edited = try H5File.open(folder + "/\(name).h5").root.read("samples", as: Float.self)
+            #expect(edited.count == originals.count)
+            let left = (0..<originals.count).filter { $0 % 8 < 4 }, right = (0..<originals.count).filter { $0 % 8 >= 4 }
+            if name == "same" {
+                #expect(edited == originals)
+            } else {
+                #expect(left.allSatisfy { edited[$0] == originals[$0] })
+                #expect(right.contains { edited[$0] != originals[$0] })
+            }
+        }
+        // The grid written above comes back as --init: 8 images in 3×3 tiles of 8×8, the ninth
+        // blank, so --n 8 takes the images.
+        let again = try LoomBinary.loom(["sample", run + "/checkpoints/latest", folder + "/again.png", "--init", out,
+                                         "--n", "8", "--strength", "0.3", "--steps", "10", "--raw", folder + "/again.h5"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try H5File.open(folder + "/again.h5").root.openDataset("samples").shape == [8, 8, 8, 1])
+        // Mistakes are one line and exit 1.
+        for (args, message) in [(["--strength", "0.5"], "--strength edits images: give them with --init"),
+                                (["--init", folder + "/data", "--strength", "2"], "--strength must be in [0, 1], found 2.0"),
+                                (["--init", folder + "/data", "--mask", "middle"], "--mask must be left, right, top, bottom, center or a PNG file"),
+                                (["--init", folder + "/data", "--resample", "3", "--sampler", "dpm_solver"], "--resample needs the ddpm or ddim sampler"),
+                                (["--init", folder + "/grid.png", "--mask", folder + "/nothing.png"], "nothing.png"),
+                                (["--init", folder + "/nowhere"], "--init \(folder)/nowhere: no such file or folder")] {
+            let bad = try LoomBinary.loom(["sample", run + "/checkpoints/latest", folder + "/bad.png"] + args)
+            #expect(bad.status == 1, "\(args): \(bad.stderr)")
+            #expect(bad.stderr.contains(message), "\(args): \(bad.stderr)")
+            #expect(bad.stderr.split(separator: "\n").count == 1, "\(args): \(bad.stderr)")
+        }
     }
 }
 
