@@ -26,9 +26,14 @@ final class Attempt {
     let echo: Bool
     /// Highest step any rank reported.
     private(set) var lastStep = -1
-    /// When the failure was detected and when the leftovers were gone (seconds since start).
+    /// When the failure was detected, when the leftovers were gone, when a stop was asked
+    /// for, and when a rank first passed the start step (Unix time, seconds).
     private(set) var detectedAt: Double?
     private(set) var cleanedAt: Double?
+    private(set) var stopAskedAt: Double?
+    private(set) var progressAt: Double?
+    /// Called once, when a rank first reports a step past the start step.
+    var onProgress: ((Int) -> Void)?
     private let output = OutputSink()
 
     init(plan: LaunchPlan, run: RunDirectory, signals: SignalWatch, echo: Bool) {
@@ -55,7 +60,6 @@ final class Attempt {
         let procs = ProcessSet()
         procs.add(child.pid)
         lastStep = startStep
-        let start = Date()
         var lastProgress = Date()
         var seen: [Int: HeartbeatRecord] = [:]
         var stopDeadline: Date?
@@ -75,11 +79,16 @@ final class Attempt {
                     seen[rank] = record
                     lastProgress = Date()
                     lastStep = max(lastStep, record.step)
+                    if progressAt == nil && record.step > startStep {
+                        progressAt = Date().timeIntervalSince1970
+                        onProgress?(record.step)
+                    }
                     if record.host == Attempt.hostName { procs.add(record.pid) }
                 }
             }
             if signals.stopRequested && stopDeadline == nil {
                 stopDeadline = Date().addingTimeInterval(plan.config.coordinator.gracePeriod)
+                stopAskedAt = Date().timeIntervalSince1970
                 _ = fm.createFile(atPath: run.stopRequest.path, contents: Data("\(signals.reason)\n".utf8))
                 say("loom train: \(signals.reason): asking the workers to checkpoint at the next step "
                     + "(grace period \(Int(plan.config.coordinator.gracePeriod)) s)")
@@ -87,7 +96,8 @@ final class Attempt {
             if let status {
                 output.finish(drain: child)
                 if let wall = output.diskFullLine { end = .diskFull(wall) }
-                else if stopDeadline != nil && (status == RunExit.requeue || status == 0) { end = status == 0 && lastStep >= plan.config.train.maxSteps ? .exited : .stopped }
+                // Workers exit 75 only after a stop checkpoint (the signal may have reached them directly, as srun's do).
+                else if status == RunExit.requeue { end = .stopped }
                 else if status == 0 { end = .exited }
                 else { end = .died("\(plan.launcher.rawValue) exited with status \(status)" + (output.firstError.map { ": \($0)" } ?? "")) }
                 break
@@ -95,7 +105,7 @@ final class Attempt {
             // A worker that vanished before the end: give the launcher a few seconds to report it.
             if stopDeadline == nil, lastStep < plan.config.train.maxSteps,
                seen.values.contains(where: { $0.host == Attempt.hostName && !ProcessTable.alive($0.pid, start: procs.known[$0.pid]) }) {
-                if deadSince == nil { deadSince = Date(); detectedAt = Date().timeIntervalSince(start) }
+                if deadSince == nil { deadSince = Date(); detectedAt = Date().timeIntervalSince1970 }
                 if Date().timeIntervalSince(deadSince!) > 5 {
                     let dead = seen.filter { $0.value.host == Attempt.hostName && !ProcessTable.alive($0.value.pid, start: procs.known[$0.value.pid]) }
                     end = .died("rank(s) \(dead.keys.sorted().map(String.init).joined(separator: ", ")) died and \(plan.launcher.rawValue) did not exit")
@@ -105,7 +115,7 @@ final class Attempt {
             if end == nil && idle > plan.config.coordinator.hangTimeout { end = .hung(seconds: idle, lastStep: lastStep) }
             if end == nil, let d = stopDeadline, Date() > d { end = .graceExpired }
         }
-        if detectedAt == nil { detectedAt = Date().timeIntervalSince(start) }
+        if detectedAt == nil { detectedAt = Date().timeIntervalSince1970 }
         // Whatever is left of the job goes, by pid: ranks can outlive mpirun by seconds.
         if plan.launcher == .srun, status == nil {
             kill(child.pid, SIGINT); usleep(300_000); kill(child.pid, SIGINT)
@@ -113,7 +123,7 @@ final class Attempt {
         let left = procs.killAll(group: child.pid, seconds: 15)
         _ = child.poll()
         output.finish(drain: child)
-        cleanedAt = Date().timeIntervalSince(start)
+        cleanedAt = Date().timeIntervalSince1970
         if !left.isEmpty { say("loom train: warning: processes \(left) did not exit after SIGKILL") }
         if let f = output.diskFullLine, end != .exited { return .diskFull(f) }
         return end!

@@ -75,6 +75,12 @@ public final class Coordinator {
         var resumeStep = startStep
         while true {
             let attempt = Attempt(plan: plan, run: run, signals: signals, echo: echo)
+            if attemptNumber > 1 {
+                let from = resumeStep
+                attempt.onProgress = { [events] step in
+                    events.append("resumed", ["from_step": from, "step": step, "at": Date().timeIntervalSince1970])
+                }
+            }
             let end = try attempt.run(startStep: resumeStep, attempt: attemptNumber)
             let reached = newestCheckpointStep() ?? 0
             switch end {
@@ -86,7 +92,7 @@ public final class Coordinator {
             case .stopped, .graceExpired:
                 let clean = end == .stopped && reached >= attempt.lastStep
                 events.append("preempted", ["signal": signals.reason, "step": reached, "checkpoint_at_stop": clean,
-                                            "stop_s": attempt.cleanedAt ?? 0, "exit": Int(RunExit.requeue)])
+                                            "stop_asked_at": attempt.stopAskedAt ?? 0, "stopped_at": attempt.cleanedAt ?? 0, "exit": Int(RunExit.requeue)])
                 say(clean ? "loom train: checkpoint at step \(reached) written after \(signals.reason); exit \(RunExit.requeue) (requeue)"
                           : "loom train: the workers did not checkpoint within the grace period; newest checkpoint step \(reached); exit \(RunExit.requeue)")
                 return RunExit.requeue
@@ -116,8 +122,8 @@ public final class Coordinator {
                 stepsLost += lost
                 let delay = c.restartBackoff * pow(2, Double(restarts - 1))
                 events.append("restart", ["reason": reason, "attempt": restarts, "resume_step": reached, "steps_lost": lost,
-                                          "last_step": attempt.lastStep, "detected_s": attempt.detectedAt ?? 0,
-                                          "cleaned_s": attempt.cleanedAt ?? 0, "backoff_s": delay])
+                                          "last_step": attempt.lastStep, "detected_at": attempt.detectedAt ?? 0,
+                                          "cleaned_at": attempt.cleanedAt ?? 0, "backoff_s": delay])
                 say("loom train: \(reason); restart \(restarts)/\(c.maxRestarts) from step \(reached) (\(lost) step(s) lost) in \(delay) s")
                 let until = Date().addingTimeInterval(delay)
                 while Date() < until && !signals.stopRequested { usleep(100_000) }
@@ -140,7 +146,7 @@ public final class Coordinator {
     func summary(from: Int, to: Int, since: Date, restarts: Int, stepsLost: Int) {
         let wall = Date().timeIntervalSince(since)
         let rates = RunFiles.metricRows(run).filter { ($0["step"] as? Int ?? 0) > from }.compactMap { $0["images_per_s"] as? Double }.filter { $0 > 0 }
-        let rate = rates.isEmpty ? 0 : rates.reduce(0, +) / Double(rates.count)
+        let rate = rates.isEmpty ? 0 : rates.sorted()[rates.count / 2]  // the median logged rate
         let latest = (try? CheckpointStore.resolve(run.root.path)) ?? "(none)"
         let grid = RunFiles.newestSample(run) ?? "(none: sample.every is 0)"
         say(String(format: "loom train: done: steps %d → %d in %@ (%.1f images/s), %d restart(s), %d step(s) lost",
