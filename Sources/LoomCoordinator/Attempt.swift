@@ -111,8 +111,10 @@ final class Attempt {
                     end = .died("rank(s) \(dead.keys.sorted().map(String.init).joined(separator: ", ")) died and \(plan.launcher.rawValue) did not exit")
                 }
             }
+            // Until a rank's first heartbeat (MPI start-up, data set, resume) allow at least Attempt.startupAllowance.
             let idle = Date().timeIntervalSince(lastProgress)
-            if end == nil && idle > plan.config.coordinator.hangTimeout { end = .hung(seconds: idle, lastStep: lastStep) }
+            let limit = seen.isEmpty ? max(plan.config.coordinator.hangTimeout, Attempt.startupAllowance) : plan.config.coordinator.hangTimeout
+            if end == nil && idle > limit { end = .hung(seconds: idle, lastStep: lastStep) }
             if end == nil, let d = stopDeadline, Date() > d { end = .graceExpired }
         }
         if detectedAt == nil { detectedAt = Date().timeIntervalSince1970 }
@@ -132,6 +134,9 @@ final class Attempt {
     func say(_ line: String) {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
+
+    /// Seconds an attempt may take to its first heartbeat when `hang_timeout` is shorter.
+    static let startupAllowance = 120.0
 
     static let hostName = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
 }

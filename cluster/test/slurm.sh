@@ -41,7 +41,7 @@ case "$cmd" in
     head -c 1024 /dev/urandom > "$dir/munge/munge.key"
     chmod 600 "$dir/munge/munge.key"
     munged --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
-      --pid-file="$dir/munged.pid" --log-file="$dir/munged.log" --seed-file="$dir/munge/munge.seed"
+      --pid-file="$dir/munged.pid" --log-file="$dir/munged.log" --seed-file="$dir/munge/munge.seed" </dev/null >/dev/null 2>&1
     cat > "$dir/slurm.conf" <<CONF
 ClusterName=loomtest
 SlurmctldHost=localhost(127.0.0.1)
@@ -76,8 +76,9 @@ SlurmdLogFile=$dir/slurmd.log
 NodeName=node1 NodeHostname=localhost NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
 PartitionName=debug Nodes=node1 Default=YES MaxTime=INFINITE State=UP
 CONF
-    slurmctld -f "$dir/slurm.conf"
-    slurmd -f "$dir/slurm.conf" -N node1
+    # The daemons must not keep the caller's stdout/stderr open (a test reading them to the end would wait for ever).
+    slurmctld -f "$dir/slurm.conf" </dev/null >"$dir/slurmctld.out" 2>&1
+    slurmd -f "$dir/slurm.conf" -N node1 </dev/null >"$dir/slurmd.out" 2>&1
     for _ in $(seq 1 100); do
       state=$(sinfo -h -n node1 -o %T 2>/dev/null || true)
       [ "$state" = idle ] && { echo "slurm.sh: cluster up (node1 idle)"; exit 0; }
