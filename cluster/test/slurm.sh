@@ -2,7 +2,8 @@
 # A private one-node Slurm cluster (22.05, Debian packages) for tests, all state in one folder:
 #   slurm.sh start DIR   munged + slurmctld + slurmd with DIR/slurm.conf; waits until the node is idle
 #   slurm.sh stop DIR    cancels every job, shuts the daemons down, kills what is left, removes nothing
-# Clients need SLURM_CONF=DIR/slurm.conf. Facts behind each key: README, "Testing on a real Slurm".
+# Clients need SLURM_CONF=DIR/slurm.conf. The keys are the ones measured to work on Debian 12 without
+# systemd or cgroups (linuxproc tracking, pmix, munge on a private socket, fast scheduling, requeue allowed).
 # Needs root and the packages slurmctld slurmd slurm-client munge (scripts/setup --tests).
 set -euo pipefail
 cmd=${1:?usage: slurm.sh start|stop DIR}
