@@ -63,7 +63,8 @@ public final class Coordinator {
         try JSONSerialization.data(withJSONObject: info, options: [.sortedKeys]).write(to: run.coordinatorInfo)
         let startStep = newestCheckpointStep() ?? 0
         var startFields: [String: Any] = ["step": startStep, "nproc": plan.nproc, "launcher": plan.launcher.rawValue,
-                                          "max_steps": plan.config.train.maxSteps, "pid": Int(getpid())]
+                                          "max_steps": plan.config.train.maxSteps, "pid": Int(getpid()),
+                                          "at": Date().timeIntervalSince1970]
         for key in ["SLURM_JOB_ID", "SLURM_RESTART_COUNT"] { if let v = env[key] { startFields[key.lowercased()] = v } }
         events.append("start", startStep == 0 ? startFields : startFields.merging(["resumed": true]) { a, _ in a })
         say("loom train: \(plan.nproc) worker(s) via \(plan.launcher.rawValue), run \(run.root.path), from step \(startStep)"
