@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "LoomModelsTests", dependencies: ["LoomModels"]),
         .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomTensor"]),
-        .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor", "LoomStorage"]),
+        .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor", "LoomStorage", "LoomCoordinator"]),
     ],
     swiftLanguageModes: [.v5]
 )

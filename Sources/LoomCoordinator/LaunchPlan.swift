@@ -31,6 +31,9 @@ public struct HostEntry: Equatable, Sendable {
     public var name: String
     public var slots: Int?
 
+    /// A host with an optional slot count.
+    public init(name: String, slots: Int?) { self.name = name; self.slots = slots }
+
     /// Parses a hostfile's text: one host per line, `#` comments, optional `slots=N`;
     /// throws when a line is malformed or no line names a host.
     public static func parse(hostfile text: String, path: String) throws -> [HostEntry] {
