@@ -125,6 +125,16 @@ import Testing
         for n in kept { #expect(throws: Never.self) { try CheckpointStore.read(mount + "/worker/checkpoints/" + n) } }
         try FileManager.default.removeItem(atPath: mount + "/worker")
 
+        // coordinator.on_disk_full: retry: the failed saves are skipped and training goes on
+        // (here the disk stays full, so the final save fails and ends the run with one line).
+        let retry = try LoomBinary.loom(["worker", Harness.config]
+            + Harness.tiny(folder, steps: 80, extra: big + ["coordinator.on_disk_full=retry", "logging.every=10"]) + ["--run-dir", mount + "/retry"])
+        #expect(retry.status == 1, "\(retry.stderr)")
+        let skipped = retry.stdout.split(separator: "\n").filter { $0.contains("not written") && $0.contains("retrying at the next interval") }
+        #expect(skipped.count >= 2 && retry.stdout.contains("step 80/80"), "\(retry.stdout)")
+        #expect(retry.stderr.contains("step-00000080.h5: write checkpoint failed: No space left on device") && !retry.stderr.contains("Backtrace"))
+        try FileManager.default.removeItem(atPath: mount + "/retry")
+
         // Under the coordinator: reported, not restarted, exit 1.
         let train = try Harness.train(folder, run: mount + "/run", steps: 400, extra: big, log: folder + "/train.log")
         #expect(train.wait(seconds: 120) == 1, "\(train.output)")
