@@ -21,6 +21,8 @@ public struct RunConfig {
     public var logging = LoggingSettings()
     public var sample = SampleSettings()
     public var checkpoint = CheckpointSettings()
+    /// How `loom train` supervises the workers (watchdog, restarts, preemption).
+    public var coordinator = CoordinatorSettings()
     /// The resolved config (every key with its effective value) as YAML text.
     public var resolvedYAML = ""
 
@@ -83,6 +85,20 @@ public struct RunConfig {
         public var every = 500
         public var keepLast = 3
         public var milestoneEvery = 0           // 0 = no milestones
+    }
+
+    /// `coordinator:` — what `loom train` does when workers die, hang or are preempted.
+    public struct CoordinatorSettings {
+        /// Seconds without progress on any rank before the job counts as hung.
+        public var hangTimeout = 300.0
+        /// Restarts from the newest checkpoint before `loom train` gives up.
+        public var maxRestarts = 3
+        /// Seconds before the first restart; doubled for each further one.
+        public var restartBackoff = 5.0
+        /// Seconds the workers get to checkpoint after SIGTERM/SIGUSR1 before they are killed.
+        public var gracePeriod = 60.0
+        /// What a worker does when a checkpoint fails for lack of disk space.
+        public var onDiskFull = DiskFullPolicy.stop
     }
 
     public init() {}
@@ -183,6 +199,19 @@ public struct RunConfig {
             s.milestoneEvery = try c.value("milestone_every", default: s.milestoneEvery, nonNegative)
             return s
         }
+        coordinator = try r.section("coordinator") { c in
+            var s = CoordinatorSettings()
+            s.hangTimeout = try c.value("hang_timeout", default: s.hangTimeout) {
+                (1...604_800).contains($0) ? nil : "must be between 1 and 604800 seconds, found \($0)" }
+            s.maxRestarts = try c.value("max_restarts", default: s.maxRestarts) {
+                (0...1000).contains($0) ? nil : "must be between 0 and 1000, found \($0)" }
+            s.restartBackoff = try c.value("restart_backoff", default: s.restartBackoff) {
+                (0...3600).contains($0) ? nil : "must be between 0 and 3600 seconds, found \($0)" }
+            s.gracePeriod = try c.value("grace_period", default: s.gracePeriod) {
+                (1...3600).contains($0) ? nil : "must be between 1 and 3600 seconds, found \($0)" }
+            s.onDiskFull = try c.choice("on_disk_full", default: s.onDiskFull)
+            return s
+        }
         family = try readFamily(r)
     }
 }
@@ -193,6 +222,9 @@ public enum OptimizerType: String, CaseIterable, Sendable { case adamw, adam, sg
 public enum ScheduleType: String, CaseIterable, Sendable { case constant, linear_warmup, cosine }
 /// `ema.warmup`.
 public enum EMAWarmup: String, CaseIterable, Sendable { case ramp, none, steps }
+/// `coordinator.on_disk_full`: `stop` ends the run (exit 1), `retry` keeps training and
+/// tries again at the next checkpoint interval.
+public enum DiskFullPolicy: String, CaseIterable, Sendable { case stop, retry }
 /// `sample.sampler`.
 public enum SamplerType: String, CaseIterable, Sendable { case ddpm, ddim, dpm_solver }
 
