@@ -53,23 +53,24 @@ public struct DiffusionFamily: FamilySettings, Equatable {
     public var modelType: String { "unet" }
     public var sampleShape: [Int] { [model.imageSize, model.imageSize, model.inChannels] }
     public var classes: Int { model.classes }
+    public var modelSize: ModelSize { model.size }
+    public static let sizeKeys = ["model.base_channels", "model.channel_mult", "model.num_res_blocks", "model.image_size", "model.attention_resolutions", "model.num_classes"]
     public var summary: String { "U-Net, \(model.baseChannels) base channels, \(model.imageSize)×\(model.imageSize)×\(model.inChannels)" }
 
     public static func read(type: String, model m: ConfigReader, root: ConfigReader, config: RunConfig) throws -> DiffusionFamily {
         var f = DiffusionFamily()
         f.model = try UNetConfig.read(m)
-        let positive = Valid.positive
         f.diffusion = try root.section("diffusion") { d in
             var s = DiffusionSettings()
-            s.timesteps = try d.value("timesteps", default: s.timesteps, positive)
+            s.timesteps = try d.value("timesteps", default: s.timesteps, Valid.within(1...100_000))
             s.schedule = try d.choice("schedule", default: s.schedule)
             s.betaStart = try d.value("beta_start", default: s.betaStart)
             s.betaEnd = try d.value("beta_end", default: s.betaEnd)
             s.prediction = try d.choice("prediction", default: s.prediction)
             s.lossWeighting = try d.choice("loss_weighting", default: s.lossWeighting)
-            s.minSNRGamma = try d.value("min_snr_gamma", default: s.minSNRGamma)
-            s.offsetNoise = try d.value("offset_noise", default: s.offsetNoise)
-            s.labelDropout = try d.value("label_dropout", default: s.labelDropout) { (0...1).contains($0) ? nil : "must be in [0, 1]" }
+            s.minSNRGamma = try d.value("min_snr_gamma", default: s.minSNRGamma, Valid.positiveNumber)
+            s.offsetNoise = try d.value("offset_noise", default: s.offsetNoise) { $0 >= 0 && $0 <= 1 ? nil : "must be in [0, 1], found \($0)" }
+            s.labelDropout = try d.value("label_dropout", default: s.labelDropout, Valid.unit)
             return s
         }
         try f.checkCrossKeys(file: root.file, config: config)
@@ -85,7 +86,7 @@ public struct DiffusionFamily: FamilySettings, Equatable {
         }
         let resolutions = (0..<levels).map { m.imageSize >> $0 }
         if let r = m.attentionResolutions.first(where: { !resolutions.contains($0) }) {
-            throw fail("model.attention_resolutions", "has \(r), which is no level's resolution (the levels are \(resolutions))")
+            throw fail("model.attention_resolutions", "has \(r), which is no level's resolution (the levels of model.image_size \(m.imageSize) and model.channel_mult are \(resolutions))")
         }
         // Attention runs at the listed levels and always in the middle block (the last level's width).
         let attended = resolutions.indices.filter { m.attentionResolutions.contains(resolutions[$0]) }.map { m.baseChannels * m.channelMultipliers[$0] }
@@ -138,16 +139,22 @@ extension UNetConfig {
     /// Reads a `model:` section of type unet.
     static func read(_ m: ConfigReader) throws -> UNetConfig {
         var c = UNetConfig()
-        c.groups = try m.value("groups", default: c.groups) { $0 > 0 ? nil : "must be positive" }
-        c.imageSize = try m.value("image_size", default: c.imageSize) { $0 > 0 ? nil : "must be positive" }
-        c.inChannels = try m.value("in_channels", default: c.inChannels) { $0 > 0 ? nil : "must be positive" }
-        c.baseChannels = try m.value("base_channels", default: c.baseChannels) { $0 > 0 && $0 % c.groups == 0 ? nil : "must be a positive multiple of model.groups (\(c.groups))" }
-        c.channelMultipliers = try m.value("channel_mult", default: c.channelMultipliers) { $0.isEmpty || $0.contains { $0 <= 0 } ? "must be a non-empty list of positive integers" : nil }
-        c.resBlocks = try m.value("num_res_blocks", default: c.resBlocks) { $0 > 0 ? nil : "must be positive" }
-        c.attentionResolutions = try m.value("attention_resolutions", default: c.attentionResolutions)
-        c.heads = try m.value("num_heads", default: c.heads) { $0 > 0 ? nil : "must be positive" }
-        c.dropout = try m.value("dropout", default: c.dropout) { (0..<1).contains($0) ? nil : "must be in [0, 1)" }
-        c.classes = try m.value("num_classes", default: c.classes) { $0 >= 0 ? nil : "must be 0 (unconditional) or more" }
+        c.groups = try m.value("groups", default: c.groups, Valid.within(1...1024))
+        c.imageSize = try m.value("image_size", default: c.imageSize, Valid.within(1...1024))
+        c.inChannels = try m.value("in_channels", default: c.inChannels, Valid.within(1...64))
+        c.baseChannels = try m.value("base_channels", default: c.baseChannels) {
+            (1...4096).contains($0) && $0 % c.groups == 0 ? nil : "must be a multiple of model.groups (\(c.groups)) between 1 and 4096, found \($0)"
+        }
+        c.channelMultipliers = try m.value("channel_mult", default: c.channelMultipliers) {
+            (1...8).contains($0.count) && $0.allSatisfy { (1...64).contains($0) } ? nil : "must be a list of 1 to 8 integers between 1 and 64, found \($0)"
+        }
+        c.resBlocks = try m.value("num_res_blocks", default: c.resBlocks, Valid.within(1...32))
+        c.attentionResolutions = try m.value("attention_resolutions", default: c.attentionResolutions) {
+            $0.count <= 8 ? nil : "must list at most 8 resolutions (one per level), found \($0.count)"
+        }
+        c.heads = try m.value("num_heads", default: c.heads, Valid.within(1...1024))
+        c.dropout = try m.value("dropout", default: c.dropout, Valid.fraction)
+        c.classes = try m.value("num_classes", default: c.classes, Valid.within(0...100_000))
         return c
     }
 }
