@@ -177,6 +177,11 @@ enum Valid {
     }
     /// A finite number above zero.
     static func positiveNumber(_ v: Double) -> String? { v.isFinite && v > 0 ? nil : "must be a finite number above 0, found \(v)" }
+    /// A positive number that float32 holds without becoming 0 or infinity (the optimizers and
+    /// the losses compute in float32: 1e-300 would silently become 0).
+    static func positiveFloat(_ v: Double) -> String? {
+        v >= 1e-30 && v <= 1e30 ? nil : "must be a number between 1e-30 and 1e30 (float32), found \(v)"
+    }
     /// A finite number of zero or more.
     static func nonNegativeNumber(_ v: Double) -> String? { v.isFinite && v >= 0 ? nil : "must be a finite number of 0 or more, found \(v)" }
     /// A number in [0, 1).

@@ -65,12 +65,12 @@ public struct GANFamily: FamilySettings, Equatable {
             var s = GANSettings()
             s.loss = try g.choice("loss", default: s.loss)
             s.nCritic = try g.value("n_critic", default: s.nCritic, Valid.within(1...100))
-            s.clip = try g.value("clip", default: s.clip, Valid.positiveNumber)
+            s.clip = try g.value("clip", default: s.clip) { $0 >= 1e-6 && $0 <= 1000 ? nil : "must be between 1e-06 and 1000 (a weight bound), found \($0)" }
             s.gpLambda = try g.value("gp_lambda", default: s.gpLambda, Valid.nonNegativeNumber)
             s.r1Gamma = try g.value("r1_gamma", default: s.r1Gamma) { $0.isFinite && $0 >= 0 ? nil : "must be 0 (off) or a finite positive number, found \($0)" }
             s.r1Every = try g.value("r1_every", default: s.r1Every, Valid.within(1...1_000_000))
-            s.lrG = try g.value("lr_g", default: s.lrG) { $0.isFinite && $0 >= 0 ? nil : "must be 0 (optimizer.lr) or a finite positive number, found \($0)" }
-            s.lrD = try g.value("lr_d", default: s.lrD) { $0.isFinite && $0 >= 0 ? nil : "must be 0 (optimizer.lr) or a finite positive number, found \($0)" }
+            s.lrG = try g.value("lr_g", default: s.lrG) { $0 == 0 || Valid.positiveFloat($0) == nil ? nil : "must be 0 (optimizer.lr) or a number between 1e-30 and 1e30 (float32), found \($0)" }
+            s.lrD = try g.value("lr_d", default: s.lrD) { $0 == 0 || Valid.positiveFloat($0) == nil ? nil : "must be 0 (optimizer.lr) or a number between 1e-30 and 1e30 (float32), found \($0)" }
             // Cross-key constraints.
             if s.r1Gamma > 0 && (s.loss == .wgan || s.loss == .wganGP) {
                 throw ConfigError.invalidValue(file: g.file, path: "gan.r1_gamma",

@@ -128,11 +128,11 @@ public struct RunConfig {
         optimizer = try r.section("optimizer") { o in
             var s = OptimizerSettings()
             s.type = try o.choice("type", default: s.type)
-            s.lr = try o.value("lr", default: s.lr, Valid.positiveNumber)
+            s.lr = try o.value("lr", default: s.lr, Valid.positiveFloat)
             s.betas = try o.value("betas", default: s.betas) {
                 $0.count == 2 && $0.allSatisfy { $0 >= 0 && $0 < 1 } ? nil : "must be a list of two numbers in [0, 1), found \($0)"
             }
-            s.eps = try o.value("eps", default: s.eps, Valid.positiveNumber)
+            s.eps = try o.value("eps", default: s.eps, Valid.positiveFloat)
             s.weightDecay = try o.value("weight_decay", default: s.weightDecay, Valid.nonNegativeNumber)
             s.momentum = try o.value("momentum", default: s.momentum, Valid.fraction)
             s.alpha = try o.value("alpha", default: s.alpha, Valid.fraction)

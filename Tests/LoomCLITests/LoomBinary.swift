@@ -17,6 +17,10 @@ enum LoomBinary {
         var status: Int32
         var stdout: String
         var stderr: String
+        /// The child ended by a signal (a trap, SIGSEGV, SIGKILL …), not by exit.
+        var signaled = false
+        /// The lines of stderr.
+        var stderrLines: [Substring] { stderr.split(separator: "\n") }
     }
 
     /// Runs `executable` with `arguments`; `environment` entries override the inherited ones.
@@ -41,7 +45,8 @@ enum LoomBinary {
         while !errReader.isFinished { usleep(1000) }
         return Result(status: process.terminationStatus,
                       stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData.data, as: UTF8.self))
+                      stderr: String(decoding: errData.data, as: UTF8.self),
+                      signaled: process.terminationReason == .uncaughtSignal)
     }
 
     /// Runs `loom arguments…`.
