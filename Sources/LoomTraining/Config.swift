@@ -200,7 +200,7 @@ enum Valid {
 /// Sets `path` (dotted) to `value` (parsed as YAML) in `root`, creating mappings on the way.
 public func applyOverride(_ text: String, to root: Node?) throws -> Node {
     guard let eq = text.firstIndex(of: "="), eq != text.startIndex else { throw ConfigError.badOverride(text) }
-    let keys = text[..<eq].split(separator: ".").map(String.init)
+    let keys = text[..<eq].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
     guard !keys.isEmpty, !keys.contains(where: \.isEmpty) else { throw ConfigError.badOverride(text) }
     let raw = String(text[text.index(after: eq)...])
     let value = (try? Yams.compose(yaml: raw)) ?? nil ?? Node(raw)
