@@ -24,7 +24,8 @@ enum LoomBinary {
     }
 
     /// Runs `executable` with `arguments`; `environment` entries override the inherited ones.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                    timeout: TimeInterval = 900) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -40,8 +41,12 @@ enum LoomBinary {
         let errData = Box()
         let errReader = Thread { errData.data = err.fileHandleForReading.readDataToEndOfFile() }
         errReader.start()
+        // A child that hangs is killed after `timeout` seconds (then `signaled` is true).
+        let watchdog = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        watchdog.cancel()
         while !errReader.isFinished { usleep(1000) }
         return Result(status: process.terminationStatus,
                       stdout: String(decoding: outData, as: UTF8.self),
@@ -50,8 +55,8 @@ enum LoomBinary {
     }
 
     /// Runs `loom arguments…`.
-    static func loom(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
-        try run(path, arguments, environment: environment)
+    static func loom(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 900) throws -> Result {
+        try run(path, arguments, environment: environment, timeout: timeout)
     }
 
     /// Runs `mpirun -np ranks [mpiFlags] loom arguments…` with one BLAS/OpenMP thread per rank.
