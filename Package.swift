@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"]),
         .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "LoomModelsTests", dependencies: ["LoomModels"]),
-        .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomTensor"]),
+        .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomTensor", "LoomModels", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor", "LoomStorage", "LoomCoordinator"]),
     ],
     swiftLanguageModes: [.v5]

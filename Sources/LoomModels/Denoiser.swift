@@ -64,6 +64,14 @@ public enum DenoiserConfig: Equatable, Sendable {
         }
     }
 
+    /// Parameters and activations, computed without building the network.
+    public var size: ModelSize {
+        switch self {
+        case .unet(let c): return c.size
+        case .dit(let c): return c.size
+        }
+    }
+
     /// A freshly initialised network drawn from `stream`.
     public func make(stream: inout RandomStream) -> any DenoisingNetwork {
         switch self {

@@ -29,6 +29,9 @@ public struct DiTConfig: Equatable, Sendable {
         "S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16),
     ]
 
+    /// Width of the sinusoidal timestep features the timestep MLP reads.
+    public static let timestepFrequencies = 256
+
     /// Tokens per side of the patch grid.
     public var gridSize: Int { imageSize / patchSize }
 }
@@ -122,7 +125,7 @@ func modulate(_ x: Tensor, shift: Tensor, scale: Tensor) -> Tensor {
 
 /// sinusoidal(256) → Linear → SiLU → Linear, as the reference's `TimestepEmbedder`.
 final class DiTTimestepEmbedder: Module {
-    static let frequencies = 256
+    static let frequencies = DiTConfig.timestepFrequencies
     let linear1: Linear
     let linear2: Linear
 

@@ -61,6 +61,13 @@ public struct DiffusionFamily: FamilySettings, Equatable {
     public var sampleShape: [Int] { [network.imageSize, network.imageSize, network.inChannels] }
     public var classes: Int { network.classes }
     public var summary: String { network.summary }
+    public var modelSize: ModelSize { network.size }
+    public var sizeKeys: [String] {
+        switch network {
+        case .unet: return ["model.base_channels", "model.channel_mult", "model.num_res_blocks", "model.image_size", "model.attention_resolutions", "model.num_classes"]
+        case .dit: return ["model.hidden_size", "model.depth", "model.patch_size", "model.image_size", "model.mlp_ratio"]
+        }
+    }
     /// The U-Net's shape when the denoiser is one.
     public var unet: UNetConfig? { if case .unet(let c) = network { return c } else { return nil } }
     /// The DiT's shape when the denoiser is one.
@@ -69,20 +76,19 @@ public struct DiffusionFamily: FamilySettings, Equatable {
     public static func read(type: String, model m: ConfigReader, root: ConfigReader, config: RunConfig) throws -> DiffusionFamily {
         var f = DiffusionFamily()
         f.network = type == "dit" ? .dit(try DiTConfig.read(m, file: root.file)) : .unet(try UNetConfig.read(m))
-        let positive = Valid.positive
         f.diffusion = try root.section("diffusion") { d in
             var s = DiffusionSettings()
-            s.timesteps = try d.value("timesteps", default: s.timesteps, positive)
+            s.timesteps = try d.value("timesteps", default: s.timesteps, Valid.within(1...100_000))
             s.schedule = try d.choice("schedule", default: s.schedule)
             s.betaStart = try d.value("beta_start", default: s.betaStart)
             s.betaEnd = try d.value("beta_end", default: s.betaEnd)
             s.prediction = try d.choice("prediction", default: s.prediction)
             s.lossWeighting = try d.choice("loss_weighting", default: s.lossWeighting)
-            s.minSNRGamma = try d.value("min_snr_gamma", default: s.minSNRGamma)
-            s.offsetNoise = try d.value("offset_noise", default: s.offsetNoise)
-            s.labelDropout = try d.value("label_dropout", default: s.labelDropout) { (0...1).contains($0) ? nil : "must be in [0, 1]" }
+            s.minSNRGamma = try d.value("min_snr_gamma", default: s.minSNRGamma, Valid.positiveNumber)
+            s.offsetNoise = try d.value("offset_noise", default: s.offsetNoise) { $0 >= 0 && $0 <= 1 ? nil : "must be in [0, 1], found \($0)" }
+            s.labelDropout = try d.value("label_dropout", default: s.labelDropout, Valid.unit)
             s.learnSigma = try d.value("learn_sigma", default: s.learnSigma)
-            s.vlbWeight = try d.value("vlb_weight", default: s.vlbWeight) { $0 >= 0 && $0 <= 1 ? nil : "must be in [0, 1], found \($0)" }
+            s.vlbWeight = try d.value("vlb_weight", default: s.vlbWeight, Valid.unit)
             return s
         }
         f.network = f.network.learningSigma(f.diffusion.learnSigma)
@@ -120,7 +126,7 @@ public struct DiffusionFamily: FamilySettings, Equatable {
         }
         let resolutions = (0..<levels).map { m.imageSize >> $0 }
         if let r = m.attentionResolutions.first(where: { !resolutions.contains($0) }) {
-            throw fail("model.attention_resolutions", "has \(r), which is no level's resolution (the levels are \(resolutions))")
+            throw fail("model.attention_resolutions", "has \(r), which is no level's resolution (the levels of model.image_size \(m.imageSize) and model.channel_mult are \(resolutions))")
         }
         // Attention runs at the listed levels and always in the middle block (the last level's width).
         let attended = resolutions.indices.filter { m.attentionResolutions.contains(resolutions[$0]) }.map { m.baseChannels * m.channelMultipliers[$0] }
@@ -183,16 +189,22 @@ extension UNetConfig {
     /// Reads a `model:` section of type unet.
     static func read(_ m: ConfigReader) throws -> UNetConfig {
         var c = UNetConfig()
-        c.groups = try m.value("groups", default: c.groups) { $0 > 0 ? nil : "must be positive" }
-        c.imageSize = try m.value("image_size", default: c.imageSize) { $0 > 0 ? nil : "must be positive" }
-        c.inChannels = try m.value("in_channels", default: c.inChannels) { $0 > 0 ? nil : "must be positive" }
-        c.baseChannels = try m.value("base_channels", default: c.baseChannels) { $0 > 0 && $0 % c.groups == 0 ? nil : "must be a positive multiple of model.groups (\(c.groups))" }
-        c.channelMultipliers = try m.value("channel_mult", default: c.channelMultipliers) { $0.isEmpty || $0.contains { $0 <= 0 } ? "must be a non-empty list of positive integers" : nil }
-        c.resBlocks = try m.value("num_res_blocks", default: c.resBlocks) { $0 > 0 ? nil : "must be positive" }
-        c.attentionResolutions = try m.value("attention_resolutions", default: c.attentionResolutions)
-        c.heads = try m.value("num_heads", default: c.heads) { $0 > 0 ? nil : "must be positive" }
-        c.dropout = try m.value("dropout", default: c.dropout) { (0..<1).contains($0) ? nil : "must be in [0, 1)" }
-        c.classes = try m.value("num_classes", default: c.classes) { $0 >= 0 ? nil : "must be 0 (unconditional) or more" }
+        c.groups = try m.value("groups", default: c.groups, Valid.within(1...1024))
+        c.imageSize = try m.value("image_size", default: c.imageSize, Valid.within(1...1024))
+        c.inChannels = try m.value("in_channels", default: c.inChannels, Valid.within(1...64))
+        c.baseChannels = try m.value("base_channels", default: c.baseChannels) {
+            (1...4096).contains($0) && $0 % c.groups == 0 ? nil : "must be a multiple of model.groups (\(c.groups)) between 1 and 4096, found \($0)"
+        }
+        c.channelMultipliers = try m.value("channel_mult", default: c.channelMultipliers) {
+            (1...8).contains($0.count) && $0.allSatisfy { (1...64).contains($0) } ? nil : "must be a list of 1 to 8 integers between 1 and 64, found \($0)"
+        }
+        c.resBlocks = try m.value("num_res_blocks", default: c.resBlocks, Valid.within(1...32))
+        c.attentionResolutions = try m.value("attention_resolutions", default: c.attentionResolutions) {
+            $0.count <= 8 ? nil : "must list at most 8 resolutions (one per level), found \($0.count)"
+        }
+        c.heads = try m.value("num_heads", default: c.heads, Valid.within(1...1024))
+        c.dropout = try m.value("dropout", default: c.dropout, Valid.fraction)
+        c.classes = try m.value("num_classes", default: c.classes, Valid.within(0...100_000))
         return c
     }
 }
@@ -209,14 +221,14 @@ extension DiTConfig {
             let size = DiTConfig.presets[String(parts[0])]!
             (c.depth, c.hiddenSize, c.heads, c.patchSize) = (size.depth, size.hidden, size.heads, Int(parts[1])!)
         }
-        c.imageSize = try m.value("image_size", default: c.imageSize, Valid.positive)
-        c.inChannels = try m.value("in_channels", default: c.inChannels, Valid.positive)
-        c.patchSize = try m.value("patch_size", default: c.patchSize, Valid.positive)
-        c.hiddenSize = try m.value("hidden_size", default: c.hiddenSize, Valid.positive)
-        c.depth = try m.value("depth", default: c.depth, Valid.positive)
-        c.heads = try m.value("num_heads", default: c.heads, Valid.positive)
+        c.imageSize = try m.value("image_size", default: c.imageSize, Valid.within(1...1024))
+        c.inChannels = try m.value("in_channels", default: c.inChannels, Valid.within(1...64))
+        c.patchSize = try m.value("patch_size", default: c.patchSize, Valid.within(1...64))
+        c.hiddenSize = try m.value("hidden_size", default: c.hiddenSize, Valid.within(1...8192))
+        c.depth = try m.value("depth", default: c.depth, Valid.within(1...128))
+        c.heads = try m.value("num_heads", default: c.heads, Valid.within(1...256))
         c.mlpRatio = try m.value("mlp_ratio", default: c.mlpRatio) { $0 > 0 && $0 <= 64 ? nil : "must be in (0, 64]" }
-        c.classes = try m.value("num_classes", default: c.classes) { $0 >= 0 ? nil : "must be 0 (unconditional) or more" }
+        c.classes = try m.value("num_classes", default: c.classes, Valid.within(0...100_000))
         return c
     }
 }

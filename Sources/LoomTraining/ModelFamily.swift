@@ -1,4 +1,6 @@
+import Foundation
 import LoomDistributed
+import LoomModels
 import LoomStorage
 import LoomTensor
 
@@ -22,6 +24,11 @@ public protocol FamilySettings {
     var classes: Int { get }
     /// One line describing the model for `loom bench train`.
     var summary: String { get }
+
+    /// Parameters and activations of the networks, computed without building them.
+    var modelSize: ModelSize { get }
+    /// The keys that size the networks (named when the model does not fit in memory).
+    var sizeKeys: [String] { get }
 
     /// This rank's training task, with initial weights from the run seed (the caller
     /// broadcasts rank 0's state).
@@ -85,5 +92,21 @@ public enum ModelFamilies {
         let root = try! ConfigReader(nil, file: "(keys)")
         _ = try? family.read(type: type, model: model, root: root, config: RunConfig())
         return Set(model.readKeys)
+    }
+}
+
+extension FamilySettings {
+    /// Refuses, in one line naming the keys that size the model, a configuration whose training
+    /// step would need more memory than this machine has (per rank: weights, gradients, Adam
+    /// moments and EMA, plus the activations of `train.batch_size` images), before anything is
+    /// allocated. `memory` is the machine's physical memory in bytes.
+    func checkFits(file: String, config: RunConfig, memory: Double = Double(ProcessInfo.processInfo.physicalMemory)) throws {
+        let size = modelSize, batch = config.train.batchSize
+        let bytes = size.trainingBytes(batch: batch)
+        guard bytes > memory else { return }
+        func gb(_ b: Double) -> String { b >= 1e15 ? String(format: "%.1e", b / 1e9) : String(format: "%.1f", b / 1e9) }
+        throw ConfigError.tooLarge(file: file, keys: sizeKeys + ["train.batch_size"],
+                                   reason: "make a model that needs about \(gb(bytes)) GB per rank (\(String(format: "%.3g", size.parameters)) parameters "
+                                       + "with gradients, Adam moments and EMA, plus activations of \(batch) images), more than this machine's \(gb(memory)) GB: lower them")
     }
 }

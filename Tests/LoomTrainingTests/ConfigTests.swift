@@ -130,7 +130,7 @@ import Testing
         #expect(reason(["model.patch_size=5"]) == "(defaults): 'model.patch_size' must divide model.image_size (32) so that patches tile the image, found 5")
         #expect(reason(["model.num_heads=5"]) == "(defaults): 'model.num_heads' must divide model.hidden_size (192), found 5")
         #expect(reason(["model.hidden_size=198", "model.num_heads=3"])?.contains("'model.hidden_size' must be divisible by 4") == true)
-        #expect(reason(["model.depth=0"]) == "(defaults): 'model.depth' must be positive, found 0")
+        #expect(reason(["model.depth=0"]) == "(defaults): 'model.depth' must be between 1 and 128, found 0")
         // diffusion.learn_sigma doubles the denoiser's output channels, for either type.
         let learned = try RunConfig.load(file: nil, overrides: ["model.type=dit", "diffusion.learn_sigma=true"]).diffusionFamily
         #expect(learned?.dit?.outChannels == 2 && learned?.diffusion.gaussianDiffusion.learnSigma == true)
@@ -147,7 +147,7 @@ import Testing
                 return "\(error)"
             }
         }
-        #expect(reason(["gan.n_critic=0"]) == "(defaults): 'gan.n_critic' must be positive, found 0")
+        #expect(reason(["gan.n_critic=0"]) == "(defaults): 'gan.n_critic' must be between 1 and 100, found 0")
         #expect(reason(["model.image_size=48"]) == "(defaults): 'model.image_size' must be 28, 32 or 64, found 48")
         #expect(reason(["model.in_channels=2"]) == "(defaults): 'model.in_channels' must be 1 or 3, found 2")
         #expect(reason(["gan.loss=wgan-gp"])?.contains("did you mean 'wgan_gp'?") == true)
@@ -166,7 +166,7 @@ import Testing
         #expect(reason(["model.num_heads=3"]) == "(defaults): 'model.num_heads' must divide the channels of every attention layer: 64 channels do not split into 3 heads")
         #expect(reason(["model.num_heads=8"]) == nil)
         #expect(reason(["model.image_size=30"])?.contains("'model.image_size' must be divisible by 4") == true)
-        #expect(reason(["model.attention_resolutions=[16,5]"]) == "(defaults): 'model.attention_resolutions' has 5, which is no level's resolution (the levels are [32, 16, 8])")
+        #expect(reason(["model.attention_resolutions=[16,5]"]) == "(defaults): 'model.attention_resolutions' has 5, which is no level's resolution (the levels of model.image_size 32 and model.channel_mult are [32, 16, 8])")
         #expect(reason(["diffusion.beta_end=2"]) == "(defaults): 'diffusion.beta_end' must be in (0, 1] (a variance per step), found 2.0")
         #expect(reason(["diffusion.beta_start=0"])?.contains("'diffusion.beta_start' must be in (0, 1]") == true)
         #expect(reason(["diffusion.beta_start=0.05"])?.contains("must not exceed diffusion.beta_end") == true)
