@@ -1,5 +1,6 @@
 import Foundation
 import LoomStorage
+import LoomTensor
 import Testing
 
 /// The HDF5 readers (dataset index, shards, checkpoints) on corrupted and truncated files:
@@ -224,11 +225,8 @@ import Testing
 struct FuzzRandom {
     var state: UInt64
     mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        defer { state &+= 0x9E37_79B9_7F4A_7C15 }
+        return splitMix64(state)   // LoomTensor's finaliser: the same sequence as SplitMix64's generator
     }
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import LoomModels
 import LoomTraining
+import func LoomTensor.splitMix64
 import Testing
 import Yams
 
@@ -8,11 +9,8 @@ import Yams
 struct FuzzRandom {
     var state: UInt64
     mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        defer { state &+= 0x9E37_79B9_7F4A_7C15 }
+        return splitMix64(state)   // LoomTensor's finaliser: the same sequence as SplitMix64's generator
     }
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
     mutating func pick<T>(_ a: [T]) -> T { a[below(a.count)] }
