@@ -8,6 +8,6 @@ struct LoomCommand: ParsableCommand {
         commandName: "loom",
         abstract: "Distributed data-parallel training of generative image models.",
         version: version,
-        subcommands: [Doctor.self, Prepare.self, Worker.self, Sample.self, Inspect.self, Export.self, Bench.self, SelfTest.self]
+        subcommands: [Doctor.self, Prepare.self, Worker.self, Sample.self, Reconstruct.self, Inspect.self, Export.self, Bench.self, SelfTest.self]
     )
 }
