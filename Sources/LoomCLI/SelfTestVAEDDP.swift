@@ -28,7 +28,7 @@ struct SelfTestVAEDDP: ParsableCommand {
 
     var overrides: [String] {
         var o = ["model.type=\(model)", "model.image_size=16", "model.in_channels=1", "optimizer.type=sgd",
-                 "optimizer.lr=0.01", "optimizer.momentum=0.5"]
+                 "optimizer.lr=0.002", "optimizer.momentum=0.5"]
         switch model {
         case "kl_autoencoder": o += ["model.base_channels=8", "model.groups=4", "model.latent_channels=2", "vae.kl_weight=0.01"]
         case "mlp_vae": o += ["model.hidden=32", "model.latent_dim=4", "vae.likelihood=gaussian", "vae.sigma=0.3", "vae.beta=0.5"]

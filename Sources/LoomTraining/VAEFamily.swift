@@ -129,19 +129,27 @@ public struct VAEFamily: FamilySettings, Equatable {
             if f.type.hasLikelihood {
                 s.beta = try v.value("beta", default: s.beta) { $0 >= 0 ? nil : "must be 0 or more, found \($0)" }
                 s.likelihood = try v.choice("likelihood", default: s.likelihood)
-                s.sigma = try v.value("sigma", default: s.sigma) { $0 > 0 ? nil : "must be positive, found \($0)" }
-                if s.likelihood != .gaussian && v.mapping?["sigma"] != nil {
+                // Keys that only apply with another key's value are read only then, so the resolved
+                // config (stored in checkpoints) lists them only then.
+                if s.likelihood == .gaussian {
+                    s.sigma = try v.value("sigma", default: s.sigma) { $0 > 0 ? nil : "must be positive, found \($0)" }
+                } else if try unused(v, "sigma", s.sigma) {
                     throw ConfigError.invalidValue(file: v.file, path: "vae.sigma", reason: "applies to vae.likelihood gaussian, not \(s.likelihood.rawValue)")
                 }
             } else {
                 s.klWeight = try v.value("kl_weight", default: s.klWeight) { $0 >= 0 ? nil : "must be 0 or more, found \($0)" }
                 s.discWeight = try v.value("disc_weight", default: s.discWeight) { $0 >= 0 ? nil : "must be 0 (no discriminator) or more, found \($0)" }
-                s.discStart = try v.value("disc_start", default: s.discStart, Valid.nonNegative)
-                s.lrD = try v.value("lr_d", default: s.lrD) { $0 >= 0 ? nil : "must be 0 (optimizer.lr) or positive, found \($0)" }
-                s.discLayers = try v.value("disc_layers", default: s.discLayers, positive)
-                s.discChannels = try v.value("disc_channels", default: s.discChannels, positive)
-                for key in ["disc_start", "lr_d", "disc_layers", "disc_channels"] where !s.adversarial && v.mapping?[key] != nil {
-                    throw ConfigError.invalidValue(file: v.file, path: "vae.\(key)", reason: "needs a discriminator: set vae.disc_weight above 0")
+                if s.adversarial {
+                    s.discStart = try v.value("disc_start", default: s.discStart, Valid.nonNegative)
+                    s.lrD = try v.value("lr_d", default: s.lrD) { $0 >= 0 ? nil : "must be 0 (optimizer.lr) or positive, found \($0)" }
+                    s.discLayers = try v.value("disc_layers", default: s.discLayers, positive)
+                    s.discChannels = try v.value("disc_channels", default: s.discChannels, positive)
+                } else {
+                    for (key, set) in [("disc_start", try unused(v, "disc_start", s.discStart)), ("lr_d", try unused(v, "lr_d", s.lrD)),
+                                       ("disc_layers", try unused(v, "disc_layers", s.discLayers)),
+                                       ("disc_channels", try unused(v, "disc_channels", s.discChannels))] where set {
+                        throw ConfigError.invalidValue(file: v.file, path: "vae.\(key)", reason: "needs a discriminator: set vae.disc_weight above 0")
+                    }
                 }
             }
             s.heldOut = try v.value("held_out", default: s.heldOut, positive)
@@ -150,6 +158,13 @@ public struct VAEFamily: FamilySettings, Equatable {
         }
         try f.checkCrossKeys(file: root.file, config: config)
         return f
+    }
+
+    /// Whether `key`, which does not apply with the other keys' values, is set to something
+    /// other than its default (its default is accepted, as older resolved configs list it).
+    static func unused<T: ConfigValue & Equatable>(_ v: ConfigReader, _ key: String, _ defaultValue: T) throws -> Bool {
+        guard v.mapping?[key] != nil else { return false }
+        return try v.value(key, default: defaultValue) != defaultValue
     }
 
     /// The constraints between keys that no single key's range expresses.

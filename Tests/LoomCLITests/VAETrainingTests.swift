@@ -8,7 +8,7 @@ import Testing
 @Suite(.serialized) struct VAETrainingTests {
     /// Overrides for a tiny KL autoencoder on 28×28 stripes (28 → 14 → 7).
     static func tinyAutoencoder(_ folder: String, steps: Int, extra: [String] = []) -> [String] {
-        ["model.base_channels=8", "model.groups=4", "model.latent_channels=2", "data.path=\(folder)/data",
+        ["model.image_size=28", "model.base_channels=8", "model.groups=4", "model.latent_channels=2", "data.path=\(folder)/data",
          "train.batch_size=4", "train.max_steps=\(steps)", "logging.every=3", "sample.every=0", "sample.n=16",
          "checkpoint.every=1000", "train.check_replicas_every=3", "vae.held_out=8"] + extra
     }
@@ -146,7 +146,9 @@ import Testing
 
     @Test func latentSizeZero() throws {
         expectOneLineError(try worker(["model.latent_channels=0"]), contains: "'model.latent_channels' must be positive, found 0")
-        expectOneLineError(try worker(["model.type=conv_vae", "model.latent_dim=0"]), contains: "'model.latent_dim' must be positive, found 0")
+        let mlp = try LoomBinary.loom(["worker", TrainingTests.configs + "/vae-fashion.yaml", "model.latent_dim=0",
+                                       "--run-dir", Fixture.folder("vae-errors") + "/run"])
+        expectOneLineError(mlp, contains: "'model.latent_dim' must be positive, found 0")
     }
 
     @Test func reconstructWithADataSetOfAnotherShape() throws {

@@ -126,6 +126,18 @@ import Testing
         #expect(error(["model.type=conv_vae", "train.grad_accum=2"]) == "vae.yaml: 'train.grad_accum' does not apply to model.type conv_vae")
     }
 
+    /// Every VAE config's resolved YAML (what checkpoints store) reads back as the same config.
+    @Test(arguments: ["vae-fashion", "conv-vae-fashion", "autoencoder-fashion", "vae-kl-f4"]) func resolvedConfigReadsBack(_ name: String) throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for extra in [[], ["vae-fashion", "conv-vae-fashion"].contains(name) ? ["vae.likelihood=gaussian", "vae.sigma=0.2"] : ["vae.disc_weight=0.5", "vae.disc_start=10"]] {
+            let c = try RunConfig.load(file: url.appendingPathComponent("configs/\(name).yaml").path, overrides: extra)
+            let again = try RunConfig.parse(yaml: c.resolvedYAML, name: "(resolved)")
+            #expect(again.vaeFamily == c.vaeFamily && again.resolvedYAML == c.resolvedYAML)
+        }
+        // A value of a key that does not apply is refused, its default accepted.
+        #expect(error(["model.type=mlp_vae", "vae.sigma=0.1"]) == "no error")
+    }
+
     @Test func w4ConfigReadsAsW4() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let c = try RunConfig.load(file: url.appendingPathComponent("configs/vae-kl-f4.yaml").path)
