@@ -26,6 +26,7 @@ public enum VAELikelihood: String, CaseIterable, Sendable {
 public struct VAESettings: Equatable {
     /// β of the β-VAE: loss = reconstruction NLL + β·KL (likelihood VAEs).
     public var beta = 1.0
+    /// p(x|z) of the likelihood VAEs.
     public var likelihood = VAELikelihood.bernoulli
     /// σ of the Gaussian likelihood, on the [0, 1] pixel scale.
     public var sigma = 0.1
@@ -56,14 +57,18 @@ public struct VAESettings: Equatable {
 public struct VAEFamily: FamilySettings, Equatable {
     public static let modelTypes = VAEModelType.allCases.map(\.rawValue)
     public static let sections = ["vae"]
+    /// `model.type`.
     public var type = VAEModelType.mlpVAE
+    /// Side and channels of the images of the MLP and conv VAEs (the KL autoencoder's are in `autoencoder`).
     public var imageSize = 28
     public var channels = 1
     /// MLP: hidden units (400); conv: channels of the first conv (32).
     public var hidden = 400
     /// Flat latent size of the MLP (20) and conv (128) VAEs.
     public var latentDim = 20
+    /// The KL autoencoder's shape (`model.type: kl_autoencoder`).
     public var autoencoder = KLAutoencoderConfig()
+    /// The `vae:` section.
     public var vae = VAESettings()
 
     public init() {}

@@ -15,10 +15,13 @@ import LoomTensor
 /// batch and this step's reconstructions (latent diffusion's `LPIPSWithDiscriminator`
 /// without LPIPS).
 public final class VAETask: TrainingTask {
+    /// The run's config and its VAE settings.
     public let config: RunConfig
     public let settings: VAEFamily
+    /// The autoencoder, and the PatchGAN when `vae.disc_weight` > 0.
     public let model: any VariationalAutoencoder
     public let discriminator: PatchDiscriminator?
+    /// Their optimizers (checkpoint groups `optimizer`, `optimizer_d`).
     public let optimizer: Optimizer
     public let optimizerD: Optimizer?
     let schedule: LearningRateSchedule
@@ -28,6 +31,7 @@ public final class VAETask: TrainingTask {
     /// Reparameterisation noise; one stream per rank in training. A reference run on the
     /// whole global batch holds every rank's stream and draws each rank's rows from its own.
     public var noise: [RandomStream]
+    /// Updates made so far.
     public var step = 0
     /// Discriminator updates made so far.
     var discUpdates = 0

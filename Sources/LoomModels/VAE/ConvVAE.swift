@@ -8,6 +8,7 @@ import LoomTensor
 ///              → fcMu → μ (128), fcLogVariance → log σ² (128)
 ///     decoder: z → fcDecode (7·7·64) ReLU → ConvT(64→32, k4 s2 p1) ReLU → ConvT(32→1, k4 s2 p1) → logits
 public final class ConvVAE: Module, VariationalAutoencoder {
+    /// `[H, W, C]` of the images it encodes and decodes.
     public let imageShape: [Int]
     let hidden: Int
     let encoder: Sequential

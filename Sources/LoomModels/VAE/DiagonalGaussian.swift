@@ -5,6 +5,7 @@ import LoomTensor
 /// A diagonal Gaussian posterior q(z|x) = N(μ, diag σ²), as latent diffusion's
 /// `DiagonalGaussianDistribution`: the log-variance is clamped to [-30, 20].
 public struct DiagonalGaussian {
+    /// μ, `[B, …]`.
     public let mean: Tensor
     /// log σ², clamped to [-30, 20].
     public let logVariance: Tensor

@@ -3,11 +3,14 @@ import LoomTensor
 
 /// Shape of the KL-regularised autoencoder (defaults: workload W4, `vae-kl-f4`).
 public struct KLAutoencoderConfig: Equatable, Sendable {
+    /// Side of the square input, and its channels.
     public var imageSize = 32
     public var inChannels = 3
+    /// Width of the first level (its multiplier 1).
     public var baseChannels = 64
     /// One level per multiplier; every level ends with a ×2 downsampling (W4: 32 → 16 → 8).
     public var channelMultipliers = [1, 2]
+    /// ResBlocks per level, channels of the latent map, and GroupNorm's groups.
     public var resBlocks = 1
     public var latentChannels = 4
     public var groups = 32
@@ -105,6 +108,7 @@ public final class AutoencoderDecoder: Module {
     let mid: AutoencoderResBlock
     let up: [AutoencoderLevel]
     let normOut: GroupNorm
+    /// The last layer (the adaptive adversarial weight compares gradients at its weight).
     public let convOut: Conv2d
 
     init(_ c: KLAutoencoderConfig, stream: inout RandomStream) {
@@ -143,6 +147,7 @@ public final class AutoencoderDecoder: Module {
 /// workload W4: 32×32×3 → 8×8×4 latents (mean and log-variance from the encoder) → 32×32×3,
 /// 1,475,979 parameters. PyTorch's default initialisation.
 public final class KLAutoencoder: Module, VariationalAutoencoder {
+    /// The shape it was built with.
     public let config: KLAutoencoderConfig
     let encoder: AutoencoderEncoder
     let decoder: AutoencoderDecoder

@@ -8,6 +8,7 @@ import LoomTensor
 ///
 /// Images are flattened in NHWC order (the same as PyTorch's for one channel).
 public final class MLPVAE: Module, VariationalAutoencoder {
+    /// `[H, W, C]` of the images it encodes and decodes.
     public let imageShape: [Int]
     let fc1: Linear
     let fc21: Linear
