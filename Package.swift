@@ -67,8 +67,10 @@ let package = Package(
             "LoomTensor", "LoomNN", "LoomModels", "LoomDiffusion", "LoomDistributed", "LoomStorage",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: native),
+        // `loom train`: supervises mpirun/srun children (no MPI calls of its own).
+        .target(name: "LoomCoordinator", dependencies: ["LoomTraining", "LoomStorage"], swiftSettings: native),
         .executableTarget(name: "LoomCLI", dependencies: [
-            "LoomTensor", "LoomNN", "LoomDistributed", "LoomStorage", "LoomTraining",
+            "LoomTensor", "LoomNN", "LoomDistributed", "LoomStorage", "LoomTraining", "LoomCoordinator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: native),
 
@@ -76,8 +78,8 @@ let package = Package(
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"]),
         .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "LoomModelsTests", dependencies: ["LoomModels"]),
-        .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomTensor"]),
-        .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor", "LoomStorage"]),
+        .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomTensor", "LoomModels", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor", "LoomStorage", "LoomCoordinator"]),
     ],
     swiftLanguageModes: [.v5]
 )

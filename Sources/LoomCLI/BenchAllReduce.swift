@@ -14,6 +14,11 @@ struct BenchAllReduce: ParsableCommand {
     @Option(help: "Seconds to spend per size and variant (roughly).")
     var seconds = 0.3
 
+    func validate() throws {
+        try OptionError.check("--max-mb", maxMB, in: 1...4096)
+        try OptionError.check("--seconds", seconds, in: 0.001...3600)
+    }
+
     func run() throws {
         let comm = try Communicator.world()
         let sizes = AllReduceBenchmark.defaultSizes.filter { $0 <= maxMB << 20 }

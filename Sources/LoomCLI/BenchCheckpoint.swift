@@ -17,6 +17,11 @@ struct BenchCheckpoint: ParsableCommand {
     @Option(help: "U-Net base channels (32 is W1, 1.62 M parameters).")
     var base = 32
 
+    func validate() throws {
+        try OptionError.check("--repeats", repeats, in: 1...10_000)
+        try OptionError.check("--base", base, in: 1...512)
+    }
+
     func run() throws {
         let scratch = folder ?? FileManager.default.temporaryDirectory.appendingPathComponent("loom-bench-checkpoint-\(getpid())").path
         defer { if folder == nil { try? FileManager.default.removeItem(atPath: scratch) } }

@@ -36,13 +36,22 @@ struct BenchData: ParsableCommand {
     @Option(help: "Images/s the W1 training step consumes. Default 80 = PyTorch's reference 67 images/s × 1.2, a placeholder until W1's measured rate is plugged in.")
     var consumption = BenchData.referenceConsumption
 
+    func validate() throws {
+        try OptionError.check("--batch", batch, in: 1...65_536)
+        try OptionError.check("--seconds", seconds, in: 0.001...3600)
+        try OptionError.check("--consumption", consumption, in: 0.001...1e9)
+        guard ["memory", "stream", "both"].contains(residency) else {
+            throw OptionError(option: "--residency", value: "'\(residency)'", expected: "memory, stream or both")
+        }
+    }
+
     func run() throws {
         let residencies: [Residency]
         switch residency {
         case "memory": residencies = [.memory]
         case "stream": residencies = [.stream]
         case "both": residencies = [.memory, .stream]
-        default: throw ValidationError("--residency \(residency): expected memory, stream or both")
+        default: throw OptionError(option: "--residency", value: "'\(residency)'", expected: "memory, stream or both")
         }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("loom-bench-data-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: scratch) }

@@ -19,6 +19,11 @@ struct BenchOps: ParsableCommand {
     @Option(help: "Convolution algorithm: auto (Winograd where it applies, timed against direct alternately) or direct.")
     var convAlgorithm: ConvAlgorithm = .auto
 
+    func validate() throws {
+        try OptionError.check("--repeats", repeats, in: 1...10_000)
+        try OptionError.check("--threads", threads, in: 1...256)
+    }
+
     func run() throws {
         Parallel.setThreads(threads)
         print("threads: \(threads), OpenBLAS core \(TensorNative.blasCoreName), oneDNN ISA \(TensorNative.dnnlISA)")

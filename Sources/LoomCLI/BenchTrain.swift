@@ -33,6 +33,15 @@ struct BenchTrain: ParsableCommand {
     var overrides: [String] = []
 
     func validate() throws {
+        try OptionError.check("--steps", steps, in: 1...100_000)
+        try OptionError.check("--warmup", warmup, in: 0...100_000)
+        try OptionError.check("--rounds", rounds, in: 1...100)
+        if let only {
+            let parts = only.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+            guard parts.count == 2, let ranks = parts[0], let threads = parts[1], (1...64).contains(ranks), (1...256).contains(threads) else {
+                throw OptionError(option: "--only", value: "'\(only)'", expected: "RANKSxTHREADS with 1–64 ranks and 1–256 threads, e.g. 2x1")
+            }
+        }
         if profile && only == nil {
             throw ValidationError("--profile needs --only RANKSxTHREADS (e.g. --only 1x2 --profile): it profiles one set-up")
         }

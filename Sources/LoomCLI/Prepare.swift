@@ -39,6 +39,19 @@ struct PrepareLayout: ParsableArguments {
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
 
+    func validate() throws {
+        if let shards { try OptionError.check("--shards", shards, in: 1...100_000) }
+        try OptionError.check("--per-shard", perShard, in: 1...1_000_000_000)
+        try OptionError.check("--compression", compression, in: 0...9)
+        if let chunk { try OptionError.check("--chunk", chunk, in: 1...1_000_000_000) }
+        guard valFraction.isFinite, valFraction >= 0, valFraction < 1 else {
+            throw OptionError(option: "--val-fraction", value: "\(valFraction)", expected: "a number in [0, 1)")
+        }
+        guard FitMode(rawValue: fit) != nil else {
+            throw OptionError(option: "--fit", value: "'\(fit)'", expected: "one of \(FitMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
     /// The library options, with `size` and a stderr progress printer.
     func options(size: Int?) throws -> PrepareOptions {
         guard let mode = FitMode(rawValue: fit) else {
@@ -102,6 +115,8 @@ struct PrepareFashionMNIST: ParsableCommand {
 
     @OptionGroup var layout: PrepareLayout
 
+    func validate() throws { try validateSize(size) }
+
     func run() throws {
         let options = try layout.options(size: size)
         try runPrepare(output) { try DatasetConversion.fashionMNIST(output: output, folder: source, options: options) }
@@ -133,6 +148,8 @@ struct PrepareIDX: ParsableCommand {
 
     @OptionGroup var layout: PrepareLayout
 
+    func validate() throws { try validateSize(size) }
+
     func run() throws {
         let options = try layout.options(size: size)
         try runPrepare(output) {
@@ -161,6 +178,11 @@ struct PreparePNG: ParsableCommand {
 
     @OptionGroup var layout: PrepareLayout
 
+    func validate() throws {
+        try validateSize(size)
+        if let channels, ![1, 3].contains(channels) { throw OptionError(option: "--channels", value: "\(channels)", expected: "1 or 3") }
+    }
+
     func run() throws {
         let options = try layout.options(size: size)
         try runPrepare(output) {
@@ -185,8 +207,15 @@ struct PrepareCIFAR10: ParsableCommand {
 
     @OptionGroup var layout: PrepareLayout
 
+    func validate() throws { try validateSize(size) }
+
     func run() throws {
         let options = try layout.options(size: size)
         try runPrepare(output) { try DatasetConversion.cifar10(output: output, folder: folder, options: options) }
     }
+}
+
+/// Output sides from 1 to 4096 pixels (a 4096² image is 16 M pixels per sample).
+func validateSize(_ size: Int?) throws {
+    if let size { try OptionError.check("--size", size, in: 1...4096) }
 }

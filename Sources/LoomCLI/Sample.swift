@@ -43,6 +43,18 @@ struct Sample: ParsableCommand {
     @Option(help: "GANs: each row walks between two random latent vectors in this many points (spherical interpolation); VAEs: between the latents of two encoded test images (linear).")
     var interpolate: Int?
 
+    @Option(name: .customLong("init"), help: "Diffusion editing: images to edit, a PNG (one image or a grid as loom sample writes) or a dataset folder (its test split, with its labels); at most --n of them.")
+    var initImages: String?
+
+    @Option(help: "Diffusion editing (SDEdit): fraction of the schedule to run on the --init images, 0…1 (default 1).")
+    var strength: Double?
+
+    @Option(help: "Diffusion inpainting: pixels to keep from --init: left, right, top, bottom, center, or a PNG (white keeps).")
+    var mask: String?
+
+    @Option(help: "Diffusion inpainting: run each step this many times, noising back in between (RePaint; ddpm or ddim).")
+    var resample: Int?
+
     @Option(help: "Also write the raw samples ([N, H, W, C] float32 in [-1, 1], dataset `samples`) to this HDF5 file.")
     var raw: String?
 
@@ -50,10 +62,20 @@ struct Sample: ParsableCommand {
     var threads = 1
 
     func validate() throws {
-        guard n > 0 else { throw ValidationError("--n must be positive, found \(n)") }
-        if let steps, steps <= 0 { throw ValidationError("--steps must be positive, found \(steps)") }
-        if let interpolate, interpolate < 2 { throw ValidationError("--interpolate needs at least 2 points, found \(interpolate)") }
-        guard threads > 0 else { throw ValidationError("--threads must be positive, found \(threads)") }
+        try OptionError.check("--n", n, in: 1...10_000)
+        if let steps { try OptionError.check("--steps", steps, in: 1...100_000) }
+        if let eta { try OptionError.check("--eta", eta, in: 0...1) }
+        if let guidance { try OptionError.check("--guidance", guidance, in: 0...100) }
+        if let interpolate {
+            try OptionError.check("--interpolate", interpolate, in: 2...1000)
+            try OptionError.check("--n × --interpolate", n * interpolate, in: 2...10_000)
+        }
+        try OptionError.check("--threads", threads, in: 1...256)
+        if let strength { try OptionError.check("--strength", strength, in: 0...1) }
+        if let resample { try OptionError.check("--resample", resample, in: 1...100) }
+        if initImages == nil, let option = [("--strength", strength != nil), ("--mask", mask != nil), ("--resample", resample != nil)].first(where: { $0.1 }) {
+            throw ValidationError("\(option.0) edits images: give them with --init")
+        }
     }
 
     func run() throws {
@@ -63,11 +85,20 @@ struct Sample: ParsableCommand {
             let cfg = try RunConfig.parse(yaml: state.configYAML, name: "\(checkpoint) (/meta/config)")
             let classes = cfg.family.classes
             if let c = classLabel, classes == 0 || !(0..<classes).contains(c) {
-                throw ValidationError(classes == 0 ? "--class: this model is unconditional"
-                                                   : "--class must be in 0..<\(classes), found \(c)")
+                throw OptionError(option: "--class", value: "\(c)",
+                                  expected: classes == 0 ? "absent: this model is unconditional" : "in 0..<\(classes) (the model's classes)")
             }
             if let steps, let d = cfg.diffusionFamily, steps > d.diffusion.timesteps {
-                throw ValidationError("--steps \(steps) exceeds the model's diffusion.timesteps (\(d.diffusion.timesteps))")
+                throw OptionError(option: "--steps", value: "\(steps)", expected: "at most the model's diffusion.timesteps (\(d.diffusion.timesteps))")
+            }
+            if let s = sampler, cfg.diffusionFamily != nil, SamplerType(rawValue: s) == nil {
+                throw OptionError(option: "--sampler", value: "'\(s)'", expected: "one of \(SamplerType.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            // Sampling keeps fewer activations than training; the training estimate bounds it.
+            let drawn = n * (interpolate ?? 1) * (classes > 0 ? 2 : 1)
+            let bytes = cfg.family.modelSize.trainingBytes(batch: drawn), memory = Double(ProcessInfo.processInfo.physicalMemory)
+            if bytes > memory {
+                throw OptionError(option: "--n", value: "\(n)", expected: String(format: "smaller: %d images need up to %.1f GB, this machine has %.1f GB", drawn, bytes / 1e9, memory / 1e9))
             }
             var request = SampleRequest()
             request.count = n
@@ -78,6 +109,16 @@ struct Sample: ParsableCommand {
             request.eta = eta
             request.guidance = guidance
             request.interpolate = interpolate
+            if let initImages {
+                let shape = cfg.family.sampleShape
+                (request.initImages, request.initLabels) = try SampleInputs.images(initImages, shape: shape, limit: n)
+                request.strength = strength
+                request.resample = resample
+                request.mask = try mask.map { try SampleInputs.mask($0, shape: shape, count: request.initImages!.shape[0]) }
+                if let r = resample, r > 1, (sampler ?? cfg.sample.sampler.rawValue) == "dpm_solver" {
+                    throw ValidationError("--resample needs the ddpm or ddim sampler (DPM-Solver's multistep history cannot jump back)")
+                }
+            }
             ConvAlgorithm.current = cfg.convAlgorithm
             let (images, columns) = try cfg.family.sample(config: cfg, checkpoint: state, request: request)
             try PNG.writeGrid(path: output, images: images, columns: columns)
@@ -87,8 +128,6 @@ struct Sample: ParsableCommand {
                 file.close()
             }
             print("wrote \(output)" + (raw.map { " and \($0)" } ?? ""))
-        } catch let e as ValidationError {
-            throw e
         } catch {
             FileHandle.standardError.write(Data("loom sample: \(error)\n".utf8))
             throw ExitCode(1)

@@ -39,7 +39,9 @@ struct Worker: ParsableCommand {
         let comm = try Communicator.world()
         do {
             let trainer = try Trainer(config: cfg, runDirectory: dir, resume: resume == "auto", communicator: comm)
-            try trainer.train()
+            if case .stopped = try trainer.train() { throw ExitCode(RunExit.requeue) }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             // One failing rank must not leave the others waiting in a collective forever.
             if comm.size > 1 { comm.abort("\(error)") }

@@ -3,4 +3,4 @@
 // already read OPENBLAS_CORETYPE when `main` starts, so fixing it means starting again.
 Launch.ensureCPUHasBuildFeatures()
 Launch.ensureStrongBLASKernel()
-LoomCommand.main()
+LoomCommand.runReportingErrorsInOneLine()

@@ -37,6 +37,11 @@ public struct GaussianDiffusion: Sendable {
     /// Offset-noise strength: adds strength · N(0, 1) per item and channel to the training
     /// noise, so the model learns to change an image's mean brightness (0 turns it off).
     public var offsetNoise: Float
+    /// Whether the network also outputs v for a learned variance (`LearnedVariance.swift`);
+    /// its output then has twice the image's channels.
+    public var learnSigma = false
+    /// λ of the hybrid objective L_simple + λ·L_vlb (Improved DDPM: 0.001).
+    public var vlbWeight = 0.001
 
     /// A diffusion process; the defaults are W1/W2's ε-prediction with the plain MSE.
     public init(schedule: NoiseSchedule = .linear(), target: PredictionTarget = .epsilon,
@@ -176,8 +181,18 @@ public struct GaussianDiffusion: Sendable {
         precondition(t.allSatisfy { (0..<timesteps).contains($0) }, "timestep outside 0..<\(timesteps)")
         let xt = qSample(x0: x0, t: t, noise: noise)
         let output = model(xt, t, labels)
-        precondition(output.shape == x0.shape, "model output \(output.shape) does not match x0 \(x0.shape)")
-        return perSampleWeightedMSE(output, trainingTarget(x0: x0, noise: noise, t: t), weights: lossWeights(t: t))
+        guard learnSigma else {
+            precondition(output.shape == x0.shape, "model output \(output.shape) does not match x0 \(x0.shape)")
+            return perSampleWeightedMSE(output, trainingTarget(x0: x0, noise: noise, t: t), weights: lossWeights(t: t))
+        }
+        precondition(output.shape == Array(x0.shape.dropLast()) + [2 * x0.shape.last!],
+                     "model output \(output.shape) is not x0 \(x0.shape) with twice the channels (learned variance)")
+        let (prediction, v) = splitLearnedOutput(output)
+        let mse = perSampleWeightedMSE(prediction, trainingTarget(x0: x0, noise: noise, t: t), weights: lossWeights(t: t))
+        // L_vlb = T·E_t[L_t] for uniform t, so λ·L_vlb is λ·T times the mean of the sampled terms.
+        let vb = variationalBoundTerms(x0: x0, xt: xt, t: t, prediction: prediction.detached(),
+                                       logVariance: learnedLogVariance(v, t: t))
+        return mse + vb.mean() * Float(vlbWeight * Double(timesteps))
     }
 }
 

@@ -27,6 +27,8 @@ public struct DenoisedPrediction {
     public let x0: Tensor
     /// Estimate of ε, re-derived from the clipped x0 when clipping is on.
     public let epsilon: Tensor
+    /// The learned-variance values v ∈ [−1, 1] per element (nil without a learned variance).
+    public var v: Tensor? = nil
 }
 
 extension GaussianDiffusion {
@@ -47,8 +49,11 @@ extension GaussianDiffusion {
         let (cond, uncond) = splitBatch(both)
         let out = Tensor(uninitialized: cond.shape)
         let pc = cond.data, pu = uncond.data, po = out.data, s = options.guidanceScale
+        // With a learned variance only the prediction (first half of the channels) is guided;
+        // the variance comes from the conditional output, as in DiT's forward_with_cfg.
+        let channels = out.shape.last!, guided = learnSigma ? channels / 2 : channels
         Parallel.forRange(out.count, grain: 1 << 14) { range in
-            for i in range { po[i] = pu[i] + s * (pc[i] - pu[i]) }
+            for i in range { po[i] = i % channels < guided ? pu[i] + s * (pc[i] - pu[i]) : pc[i] }
         }
         return out
     }
@@ -58,14 +63,16 @@ extension GaussianDiffusion {
     public func denoise(model: Denoiser, x: Tensor, t: Int, options: SamplingOptions) -> DenoisedPrediction {
         noGrad {
             let ts = [Int](repeating: t, count: x.shape[0])
-            let output = guidedOutput(model: model, x: x, t: ts, options: options)
+            var output = guidedOutput(model: model, x: x, t: ts, options: options)
+            var v: Tensor?
+            if learnSigma { (output, v) = splitLearnedOutput(output) }
             precondition(output.shape == x.shape, "model output \(output.shape) does not match x \(x.shape)")
             let x0 = predictX0(from: output, xt: x, t: ts)
             if options.clipDenoised {
                 let clippedX0 = clamped(x0, -1, 1)
-                return DenoisedPrediction(x0: clippedX0, epsilon: epsilon(fromX0: clippedX0, xt: x, t: ts))
+                return DenoisedPrediction(x0: clippedX0, epsilon: epsilon(fromX0: clippedX0, xt: x, t: ts), v: v)
             }
-            return DenoisedPrediction(x0: x0, epsilon: predictEpsilon(from: output, xt: x, t: ts))
+            return DenoisedPrediction(x0: x0, epsilon: predictEpsilon(from: output, xt: x, t: ts), v: v)
         }
     }
 }

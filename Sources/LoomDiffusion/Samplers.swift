@@ -76,11 +76,18 @@ extension GaussianDiffusion {
                 (d.x0, [Float](repeating: Float(coef1), count: n)),
                 (x, [Float](repeating: Float(coef2), count: n)),
             ]
-            if prev >= 0 {
-                guard let noise else { preconditionFailure("DDPM step to t = \(prev) needs noise") }
+            guard prev >= 0 else { return perSampleLinearCombination(terms) }
+            guard let noise else { preconditionFailure("DDPM step to t = \(prev) needs noise") }
+            guard let v = d.v else {
                 terms.append((noise, [Float](repeating: Float(variance.squareRoot()), count: n)))
+                return perSampleLinearCombination(terms)
             }
-            return perSampleLinearCombination(terms)
+            // Learned: σ = exp(½(frac·log β + (1 − frac)·log β̃)), frac = (v + 1)/2, per element,
+            // with β and β̃ of this (possibly respaced) step.
+            let maxLog = Foundation.log(prev == t - 1 ? s.betas[t] : 1 - s.alphaBar(t) / s.alphaBar(prev))
+            let minLog = prev == t - 1 ? s.posteriorLogVarianceClipped[t] : Foundation.log(variance)
+            let halfLogVariance = v * Float((maxLog - minLog) / 4) + Float((maxLog + minLog) / 4)
+            return perSampleLinearCombination(terms) + halfLogVariance.exp() * noise
         }
     }
 

@@ -17,6 +17,9 @@ public struct UNetConfig: Equatable, Sendable {
     /// more embedding row, the null class used for classifier-free guidance.
     public var classes = 0
     public var groups = 8
+    /// Whether the output has twice `inChannels` (a learned variance per element after the
+    /// prediction, `diffusion.learn_sigma`).
+    public var learnSigma = false
 
     public init() {}
 
@@ -94,7 +97,7 @@ public final class UNet: Module {
         }
         self.up = up
         outNorm = GroupNorm(groups: g, channels: channels)
-        outConv = Conv2d(channels, c.inChannels, kernel: 3, padding: 1, stream: &stream)
+        outConv = Conv2d(channels, c.inChannels * (c.learnSigma ? 2 : 1), kernel: 3, padding: 1, stream: &stream)
         Init.zeros(outConv.weight)
         Init.zeros(outConv.bias!)
         super.init()

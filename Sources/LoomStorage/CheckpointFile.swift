@@ -287,6 +287,10 @@ public enum CheckpointFile {
 
     static func open(_ path: String) throws -> H5File {
         do { return try H5File.open(path) } catch let StorageError.hdf5(p, _, detail) {
+            // A 1.10-format file whose writer was killed keeps its "open for write" flag.
+            if detail.contains("already open for write") {
+                throw StorageError.badInput(path: p, detail: "incomplete checkpoint (its writer never closed it): its write was interrupted")
+            }
             // HDF5 notices a short file on open ("truncated file: eof = …").
             throw StorageError.badInput(path: p, detail: "cannot be opened (truncated or damaged): \(detail)")
         }

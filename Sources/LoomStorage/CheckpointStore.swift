@@ -210,6 +210,13 @@ public final class CheckpointStore: @unchecked Sendable {
             try CheckpointStore.publish(temporary, as: target.path)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
+            if let e = error as? StorageError, e.isDiskFull {
+                var fs = statvfs()
+                let free = statvfs(folder.path, &fs) == 0 ? Double(fs.f_bavail) * Double(fs.f_frsize) / 1e6 : 0
+                throw StorageError.io(path: target.path, operation: "write checkpoint", reason: String(format:
+                    "%@ (%.1f MB free in %@; the temporary file was removed, earlier checkpoints are intact)",
+                    String(cString: strerror(ENOSPC)), free, folder.path))
+            }
             throw error
         }
         try setLatest(target)

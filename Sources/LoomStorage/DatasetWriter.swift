@@ -150,8 +150,10 @@ public final class DatasetWriter {
         }
         samples.close()
         if let labels {
+            // Fletcher-32 here too: ReaderFuzzTests found a flipped bit in the compressed labels
+            // that inflated without error into other labels.
             try root.write("labels", values: labels, shape: [labels.count], chunks: [4096],
-                           compression: options.compression, shuffle: true)
+                           compression: options.compression, shuffle: true, checksum: options.checksum)
         }
         try file.flush()
         // Every object closed, so HDF5 really closes the file before it is synced.

@@ -111,6 +111,11 @@ extension H5AttributeHolder {
         let space = H5Aget_space(a)
         defer { H5Sclose(space) }
         let n = Int(H5Sget_simple_extent_npoints(space))
+        // Loom's attributes hold a few values; a damaged dataspace in a file without object
+        // header checksums (written before format 1.10) could claim billions.
+        guard (0...65_536).contains(n) else {
+            throw StorageError.schema(path: path, key: label(attribute), expected: "at most 65536 values", found: "\(n) (a damaged file?)")
+        }
         return try body(a, type, n)
     }
 

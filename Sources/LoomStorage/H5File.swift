@@ -106,7 +106,10 @@ public final class H5File: @unchecked Sendable {
         H5Library.quiet()
         if !overwrite && FileManager.default.fileExists(atPath: path) { throw StorageError.alreadyExists(path: path) }
         let flags = overwrite ? loom_h5f_acc_trunc() : loom_h5f_acc_excl()
-        let id = try H5Library.check(H5Fcreate(path, flags, H5Library.plist, H5Library.plist), path, "create HDF5 file")
+        // Object headers with checksums (see loom_h5p_file_access_checksummed).
+        let access = try H5Library.check(loom_h5p_file_access_checksummed(), path, "create file access properties")
+        defer { H5Pclose(access) }
+        let id = try H5Library.check(H5Fcreate(path, flags, H5Library.plist, access), path, "create HDF5 file")
         return H5File(path: path, id: id)
     }
 
@@ -120,6 +123,9 @@ public final class H5File: @unchecked Sendable {
         if H5Fis_hdf5(path) <= 0 {
             H5Eclear2(0)
             throw StorageError.badInput(path: path, detail: "not an HDF5 file (no HDF5 signature)")
+        }
+        if let damage = GlobalHeapCheck.damage(in: path) {
+            throw StorageError.badInput(path: path, detail: "damaged: \(damage)")
         }
         let flags = writable ? loom_h5f_acc_rdwr() : loom_h5f_acc_rdonly()
         let id = try H5Library.check(H5Fopen(path, flags, H5Library.plist), path, "open HDF5 file")
@@ -253,9 +259,9 @@ public final class H5Group: H5AttributeHolder, @unchecked Sendable {
     /// Creates a dataset holding `values` with `shape` (unchunked unless filters are asked for).
     @discardableResult
     public func write<T: H5Scalar>(_ childName: String, values: [T], shape: [Int], chunks: [Int]? = nil,
-                                   compression: Int = 0, shuffle: Bool = false) throws -> H5Dataset {
+                                   compression: Int = 0, shuffle: Bool = false, checksum: Bool = false) throws -> H5Dataset {
         let d = try createDataset(childName, type: T.h5Type, shape: shape, chunks: chunks,
-                                  compression: compression, shuffle: shuffle)
+                                  compression: compression, shuffle: shuffle, checksum: checksum)
         try d.write(values)
         return d
     }

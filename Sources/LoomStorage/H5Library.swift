@@ -13,8 +13,15 @@ enum H5Library {
     /// Turns off HDF5's automatic error printing for the calling thread.
     @inline(__always)
     static func quiet() {
+        _ = setUp
         H5Eset_auto2(0, nil, nil)
     }
+
+    /// Once, before HDF5's first call: no clean-up at exit. A file whose flush or close failed
+    /// (a full disk) stays open inside HDF5 with dirty metadata, and HDF5's atexit clean-up
+    /// then flushes it again and crashes (SIGSEGV in H5_term_library after "No space left on
+    /// device"). Loom closes every file it writes explicitly, so nothing needs that clean-up.
+    private static let setUp: Void = { _ = H5dont_atexit() }()
 
     /// A typed error for a failed HDF5 call, carrying the innermost message of HDF5's error
     /// stack (the most specific cause, e.g. a checksum or inflate failure), then clears it.
@@ -47,7 +54,8 @@ enum H5Library {
         _ = H5Ewalk2(0, H5E_WALK_UPWARD, walker, context)
         withExtendedLifetime(box) {}
         guard let first = box.messages.first else { return "" }
-        return first
+        // HDF5's system-error messages contain a newline; errors are one line.
+        return first.replacingOccurrences(of: "\n", with: " ")
     }
 
     /// Runs an id-returning HDF5 call; throws a typed error when it fails.

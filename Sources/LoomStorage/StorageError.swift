@@ -46,6 +46,11 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
         }
     }
 
+    /// Whether the failure was a full disk (ENOSPC, or HDF5 reporting it).
+    public var isDiskFull: Bool {
+        description.contains(String(cString: strerror(ENOSPC))) || description.contains("errno = 28")
+    }
+
     /// The current `errno` as an `.io` error.
     static func posix(_ path: String, _ operation: String, _ code: Int32 = errno) -> StorageError {
         .io(path: path, operation: operation, reason: String(cString: strerror(code)))

@@ -277,6 +277,7 @@ final class ConvPrimitive {
 
     /// diff_src = convᵀ(diff_dst, W), the adjoint of `forward` in src.
     static func backwardData(_ g: ConvGeometry, diffDst: Tensor, weight: Tensor) -> Tensor {
+        if FewChannelConv.handles(g) { return FewChannelConv.backwardData(g, diffDst: diffDst, weight: weight) }
         let out = Tensor(uninitialized: g.srcShape)
         let srcImage = g.srcH * g.srcW * g.srcC, dstImage = g.dstH * g.dstW * g.dstC
         let pg = diffDst.data, pd = out.data

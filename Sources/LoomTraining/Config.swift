@@ -9,6 +9,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case invalidValue(file: String, path: String, reason: String)
     case badOverride(String)
     case notForFamily(file: String, path: String, modelType: String)
+    /// The model as a whole does not fit: `keys` are the ones that size it.
+    case tooLarge(file: String, keys: [String], reason: String)
 
     public var description: String {
         switch self {
@@ -20,6 +22,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
         case let .invalidValue(file, path, reason): return "\(file): '\(path)' \(reason)"
         case let .notForFamily(file, path, modelType):
             return "\(file): '\(path)' does not apply to model.type \(modelType)"
+        case let .tooLarge(file, keys, reason):
+            return "\(file): \(keys.map { "'\($0)'" }.joined(separator: ", ")) \(reason)"
         case let .badOverride(text):
             return "override '\(text)' must look like key.path=value (e.g. optimizer.lr=1e-4)"
         }
@@ -166,10 +170,24 @@ public final class ConfigReader {
 
 /// Range checks for `ConfigReader.value(_:default:_:)`: each returns an error text or nil.
 enum Valid {
-    /// An integer above zero.
-    static func positive(_ v: Int) -> String? { v > 0 ? nil : "must be positive, found \(v)" }
-    /// An integer of zero or more.
-    static func nonNegative(_ v: Int) -> String? { v >= 0 ? nil : "must be 0 or more, found \(v)" }
+    /// An integer in `range`. Every size key has an upper bound, so that no product of sizes
+    /// overflows and no absurd size reaches an allocation (README, "Config limits").
+    static func within(_ range: ClosedRange<Int>) -> (Int) -> String? {
+        { range.contains($0) ? nil : "must be between \(range.lowerBound) and \(range.upperBound), found \($0)" }
+    }
+    /// A finite number above zero.
+    static func positiveNumber(_ v: Double) -> String? { v.isFinite && v > 0 ? nil : "must be a finite number above 0, found \(v)" }
+    /// A positive number that float32 holds without becoming 0 or infinity (the optimizers and
+    /// the losses compute in float32: 1e-300 would silently become 0).
+    static func positiveFloat(_ v: Double) -> String? {
+        v >= 1e-30 && v <= 1e30 ? nil : "must be a number between 1e-30 and 1e30 (float32), found \(v)"
+    }
+    /// A finite number of zero or more.
+    static func nonNegativeNumber(_ v: Double) -> String? { v.isFinite && v >= 0 ? nil : "must be a finite number of 0 or more, found \(v)" }
+    /// A number in [0, 1).
+    static func fraction(_ v: Double) -> String? { v >= 0 && v < 1 ? nil : "must be in [0, 1), found \(v)" }
+    /// A number in [0, 1].
+    static func unit(_ v: Double) -> String? { v >= 0 && v <= 1 ? nil : "must be in [0, 1], found \(v)" }
     /// One of `options`, with the nearest one suggested.
     static func oneOf(_ options: [String]) -> (String) -> String? {
         { v in
@@ -182,7 +200,7 @@ enum Valid {
 /// Sets `path` (dotted) to `value` (parsed as YAML) in `root`, creating mappings on the way.
 public func applyOverride(_ text: String, to root: Node?) throws -> Node {
     guard let eq = text.firstIndex(of: "="), eq != text.startIndex else { throw ConfigError.badOverride(text) }
-    let keys = text[..<eq].split(separator: ".").map(String.init)
+    let keys = text[..<eq].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
     guard !keys.isEmpty, !keys.contains(where: \.isEmpty) else { throw ConfigError.badOverride(text) }
     let raw = String(text[text.index(after: eq)...])
     let value = (try? Yams.compose(yaml: raw)) ?? nil ?? Node(raw)

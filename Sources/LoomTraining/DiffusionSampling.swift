@@ -18,9 +18,9 @@ public enum DiffusionSampling {
     /// `count` samples `[count, H, W, C]` in [-1, 1] from `model` with noise from `seed`.
     /// Conditional models get labels 0, 1, 2, … (or `label` for all) and the config's
     /// guidance scale.
-    public static func sample(config: RunConfig, family: DiffusionFamily, model: UNet, count: Int, seed: UInt64? = nil,
+    public static func sample(config: RunConfig, family: DiffusionFamily, model: any DenoisingNetwork, count: Int, seed: UInt64? = nil,
                               label: Int? = nil, guidance: Double? = nil) -> Tensor {
-        let m = family.model
+        let m = family.network
         let diffusion = family.diffusion.gaussianDiffusion  // weighting and offset noise only matter in training
         var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
         let noise = Tensor.normal([count, m.imageSize, m.imageSize, m.inChannels], stream: &stream)
@@ -35,6 +35,27 @@ public enum DiffusionSampling {
         let out = diffusion.sample(sampler(config.sample, timesteps: family.diffusion.timesteps),
                                    model: { x, t, y in model(x, timesteps: t, labels: y) },
                                    noise: noise, options: options, stream: &stream)
+        return noGrad { out.clamped(min: -1, max: 1) }
+    }
+
+    /// `images` edited by the config's sampler (SDEdit and/or inpainting, see `EditOptions`),
+    /// conditioned on `labels` (default: 0, 1, 2, … in turn) for conditional models.
+    public static func edit(config: RunConfig, family: DiffusionFamily, model: any DenoisingNetwork, images: Tensor,
+                            edit: EditOptions, seed: UInt64? = nil, labels: [Int]? = nil, guidance: Double? = nil) -> Tensor {
+        let n = images.shape[0], classes = family.classes
+        let diffusion = family.diffusion.gaussianDiffusion
+        var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
+        var options = SamplingOptions(clipDenoised: true)
+        if classes > 0 {
+            options.labels = labels ?? (0..<n).map { $0 % classes }
+            options.nullClass = classes
+            options.guidanceScale = Float(guidance ?? config.sample.guidance)
+        }
+        model.eval()
+        defer { model.train() }
+        let out = diffusion.edit(sampler(config.sample, timesteps: family.diffusion.timesteps),
+                                 model: { x, t, y in model(x, timesteps: t, labels: y) },
+                                 images: images, edit: edit, options: options, stream: &stream)
         return noGrad { out.clamped(min: -1, max: 1) }
     }
 }

@@ -12,7 +12,7 @@ import LoomTensor
 public final class DiffusionTask: TrainingTask {
     public let config: RunConfig
     public let settings: DiffusionFamily
-    public let model: UNet
+    public let model: any DenoisingNetwork
     public let ema: EMA
     public let optimizer: Optimizer
     public let diffusion: GaussianDiffusion
@@ -31,7 +31,7 @@ public final class DiffusionTask: TrainingTask {
         self.settings = settings
         let seed = UInt64(bitPattern: Int64(config.seed))
         var initStream = RandomStream(seed: seed, purpose: .initialization)
-        model = UNet(settings.model, stream: &initStream)
+        model = settings.network.make(stream: &initStream)
         model.dropoutRandom.stream = RandomStream(seed: seed, rank: rank, purpose: .dropout)
         noiseStream = RandomStream(seed: seed, rank: rank, purpose: .noise)
         labelStream = RandomStream(seed: seed &+ 1, rank: rank, purpose: .data)
@@ -72,13 +72,13 @@ public final class DiffusionTask: TrainingTask {
 
     public func preview(count: Int) throws -> Tensor {
         var s = RandomStream(key: 0)
-        let net = UNet(settings.model, stream: &s)
+        let net = settings.network.make(stream: &s)
         try ema.copy(into: net)
         return DiffusionSampling.sample(config: config, family: settings, model: net, count: count)
     }
 
     /// The model as a denoiser closure.
-    public func denoiser(_ net: UNet) -> Denoiser {
+    public func denoiser(_ net: any DenoisingNetwork) -> Denoiser {
         { x, t, labels in net(x, timesteps: t, labels: labels) }
     }
 
@@ -95,9 +95,9 @@ public final class DiffusionTask: TrainingTask {
             // Overlapped all-reduces start only during the last micro-batch's backward.
             reducer?.startsDuringBackward = k == micro - 1
             var labels: [Int]? = nil
-            if settings.model.classes > 0 {
+            if settings.classes > 0 {
                 labels = labelDropout(labels: batch.labels, p: settings.diffusion.labelDropout,
-                                      nullClass: settings.model.classes, stream: &labelStream)
+                                      nullClass: settings.classes, stream: &labelStream)
             }
             OpProfiler.mark("step: labels")
             let loss = diffusion.trainingLoss(model: denoiser(model), x0: batch.images, labels: labels, stream: &noiseStream)

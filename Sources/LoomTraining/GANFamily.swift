@@ -38,23 +38,24 @@ public struct GANFamily: FamilySettings, Equatable {
     public var modelType: String { "dcgan" }
     public var sampleShape: [Int] { [model.imageSize, model.imageSize, model.channels] }
     public var classes: Int { model.classes }
+    public var modelSize: ModelSize { model.size }
+    public var sizeKeys: [String] { ["model.g_channels", "model.d_channels", "model.z_dim", "model.image_size", "model.num_classes", "model.class_embedding"] }
     public var summary: String {
         "DCGAN \(gan.loss.rawValue), \(model.imageSize)×\(model.imageSize)×\(model.channels), n_critic \(gan.nCritic)"
     }
 
     public static func read(type: String, model m: ConfigReader, root: ConfigReader, config: RunConfig) throws -> GANFamily {
         var f = GANFamily()
-        let positive = Valid.positive
         var c = DCGANConfig()
         c.imageSize = try m.value("image_size", default: c.imageSize) {
             [28, 32, 64].contains($0) ? nil : "must be 28, 32 or 64, found \($0)"
         }
         c.channels = try m.value("in_channels", default: c.channels) { [1, 3].contains($0) ? nil : "must be 1 or 3, found \($0)" }
-        c.zDim = try m.value("z_dim", default: c.zDim, positive)
-        c.gChannels = try m.value("g_channels", default: c.gChannels, positive)
-        c.dChannels = try m.value("d_channels", default: c.dChannels, positive)
-        c.classes = try m.value("num_classes", default: c.classes) { $0 >= 0 ? nil : "must be 0 (unconditional) or more, found \($0)" }
-        c.classEmbedding = try m.value("class_embedding", default: c.classEmbedding, positive)
+        c.zDim = try m.value("z_dim", default: c.zDim, Valid.within(1...4096))
+        c.gChannels = try m.value("g_channels", default: c.gChannels, Valid.within(1...1024))
+        c.dChannels = try m.value("d_channels", default: c.dChannels, Valid.within(1...1024))
+        c.classes = try m.value("num_classes", default: c.classes, Valid.within(0...100_000))
+        c.classEmbedding = try m.value("class_embedding", default: c.classEmbedding, Valid.within(1...4096))
         c.dNorm = try m.choice("d_norm", default: c.dNorm)
         c.spectralNorm = try m.value("spectral_norm", default: c.spectralNorm)
         c.conditioning = try m.choice("d_conditioning", default: c.conditioning)
@@ -63,13 +64,13 @@ public struct GANFamily: FamilySettings, Equatable {
         f.gan = try root.section("gan") { g in
             var s = GANSettings()
             s.loss = try g.choice("loss", default: s.loss)
-            s.nCritic = try g.value("n_critic", default: s.nCritic, positive)
-            s.clip = try g.value("clip", default: s.clip) { $0 > 0 ? nil : "must be positive, found \($0)" }
-            s.gpLambda = try g.value("gp_lambda", default: s.gpLambda) { $0 >= 0 ? nil : "must be 0 or more, found \($0)" }
-            s.r1Gamma = try g.value("r1_gamma", default: s.r1Gamma) { $0 >= 0 ? nil : "must be 0 (off) or more, found \($0)" }
-            s.r1Every = try g.value("r1_every", default: s.r1Every, positive)
-            s.lrG = try g.value("lr_g", default: s.lrG) { $0 >= 0 ? nil : "must be 0 (optimizer.lr) or positive, found \($0)" }
-            s.lrD = try g.value("lr_d", default: s.lrD) { $0 >= 0 ? nil : "must be 0 (optimizer.lr) or positive, found \($0)" }
+            s.nCritic = try g.value("n_critic", default: s.nCritic, Valid.within(1...100))
+            s.clip = try g.value("clip", default: s.clip) { $0 >= 1e-6 && $0 <= 1000 ? nil : "must be between 1e-06 and 1000 (a weight bound), found \($0)" }
+            s.gpLambda = try g.value("gp_lambda", default: s.gpLambda, Valid.nonNegativeNumber)
+            s.r1Gamma = try g.value("r1_gamma", default: s.r1Gamma) { $0.isFinite && $0 >= 0 ? nil : "must be 0 (off) or a finite positive number, found \($0)" }
+            s.r1Every = try g.value("r1_every", default: s.r1Every, Valid.within(1...1_000_000))
+            s.lrG = try g.value("lr_g", default: s.lrG) { $0 == 0 || Valid.positiveFloat($0) == nil ? nil : "must be 0 (optimizer.lr) or a number between 1e-30 and 1e30 (float32), found \($0)" }
+            s.lrD = try g.value("lr_d", default: s.lrD) { $0 == 0 || Valid.positiveFloat($0) == nil ? nil : "must be 0 (optimizer.lr) or a number between 1e-30 and 1e30 (float32), found \($0)" }
             // Cross-key constraints.
             if s.r1Gamma > 0 && (s.loss == .wgan || s.loss == .wganGP) {
                 throw ConfigError.invalidValue(file: g.file, path: "gan.r1_gamma",
@@ -97,7 +98,8 @@ public struct GANFamily: FamilySettings, Equatable {
 
     public func sample(config: RunConfig, checkpoint: CheckpointState, request: SampleRequest) throws -> (images: Tensor, columns: Int?) {
         for (name, set) in [("--sampler", request.sampler != nil), ("--steps", request.steps != nil),
-                            ("--eta", request.eta != nil), ("--guidance", request.guidance != nil)] where set {
+                            ("--eta", request.eta != nil), ("--guidance", request.guidance != nil),
+                            ("--init", request.initImages != nil)] where set {
             throw SampleOptionError("\(name) does not apply to a GAN (model.type \(modelType)); GANs sample in one pass")
         }
         // A checkpoint holds /generator_ema (and /generator); `loom export` writes G's EMA as /ema.

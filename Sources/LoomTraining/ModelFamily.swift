@@ -1,4 +1,6 @@
+import Foundation
 import LoomDistributed
+import LoomModels
 import LoomStorage
 import LoomTensor
 
@@ -23,6 +25,11 @@ public protocol FamilySettings {
     /// One line describing the model for `loom bench train`.
     var summary: String { get }
 
+    /// Parameters and activations of the networks, computed without building them.
+    var modelSize: ModelSize { get }
+    /// The keys that size the networks (named when the model does not fit in memory).
+    var sizeKeys: [String] { get }
+
     /// This rank's training task, with initial weights from the run seed (the caller
     /// broadcasts rank 0's state).
     func makeTask(config: RunConfig, rank: Int, communicator: Communicator?) throws -> TrainingTask
@@ -45,6 +52,15 @@ public struct SampleRequest {
     public var guidance: Double?
     /// Latent-variable models: points per row of a walk between two latent vectors (nil: off).
     public var interpolate: Int?
+    /// Diffusion editing: the images to edit (`[N, H, W, C]` in [-1, 1]) and their labels.
+    public var initImages: Tensor?
+    public var initLabels: [Int]?
+    /// SDEdit strength in [0, 1] (`--strength`).
+    public var strength: Double?
+    /// Inpainting mask, 1 = keep (`--mask`).
+    public var mask: Tensor?
+    /// RePaint resampling count (`--resample`).
+    public var resample: Int?
 
     public init() {}
 }
@@ -69,10 +85,28 @@ public enum ModelFamilies {
 
     /// The keys another family reads in `model:` and in each of its sections, found by
     /// reading an empty config with it (so they never drift from the readers).
-    static func keys(of family: any FamilySettings.Type) -> (model: Set<String>, sections: Set<String>) {
+    /// The `model:` keys that `type`'s reader knows (found by running it on an empty config).
+    static func modelKeys(of type: String) -> Set<String> {
+        guard let family = family(of: type) else { return [] }
         let model = try! ConfigReader(nil, file: "(keys)", path: "model")
         let root = try! ConfigReader(nil, file: "(keys)")
-        _ = try? family.read(type: family.modelTypes[0], model: model, root: root, config: RunConfig())
-        return (Set(model.readKeys), Set(family.sections))
+        _ = try? family.read(type: type, model: model, root: root, config: RunConfig())
+        return Set(model.readKeys)
+    }
+}
+
+extension FamilySettings {
+    /// Refuses, in one line naming the keys that size the model, a configuration whose training
+    /// step would need more memory than this machine has (per rank: weights, gradients, Adam
+    /// moments and EMA, plus the activations of `train.batch_size` images), before anything is
+    /// allocated. `memory` is the machine's physical memory in bytes.
+    func checkFits(file: String, config: RunConfig, memory: Double = Double(ProcessInfo.processInfo.physicalMemory)) throws {
+        let size = modelSize, batch = config.train.batchSize
+        let bytes = size.trainingBytes(batch: batch)
+        guard bytes > memory else { return }
+        func gb(_ b: Double) -> String { b >= 1e15 ? String(format: "%.1e", b / 1e9) : String(format: "%.1f", b / 1e9) }
+        throw ConfigError.tooLarge(file: file, keys: sizeKeys + ["train.batch_size"],
+                                   reason: "make a model that needs about \(gb(bytes)) GB per rank (\(String(format: "%.3g", size.parameters)) parameters "
+                                       + "with gradients, Adam moments and EMA, plus activations of \(batch) images), more than this machine's \(gb(memory)) GB: lower them")
     }
 }

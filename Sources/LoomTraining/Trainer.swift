@@ -18,6 +18,7 @@ public final class Trainer {
     let checkpoints: CheckpointKeeper
     var metrics: MetricsLog?
     let log: (String) -> Void
+    let control: RunControl
 
     /// Prepares a run: opens and checks the dataset, builds the task, resumes from the
     /// newest good checkpoint (`resume`) or broadcasts rank 0's initial state.
@@ -27,20 +28,11 @@ public final class Trainer {
         self.run = RunDirectory(runDirectory)
         self.comm = communicator
         self.log = comm.rank == 0 ? log : { _ in }
+        self.control = RunControl(run: run, rank: communicator.rank)
         Parallel.setThreads(config.threads)
         ConvAlgorithm.current = config.convAlgorithm
-        let family = config.family
-        dataset = try ShardedDataset(folder: config.data.path, split: "train",
-                                     expectedShape: family.sampleShape, expectedKind: .images)
-        if family.classes > 0, let labels = dataset.labels, let top = labels.max(), top >= family.classes {
-            throw ConfigError.invalidValue(file: "config", path: "model.num_classes",
-                                           reason: "is \(family.classes) but the dataset \(config.data.path) has label \(top)")
-        }
-        if family.classes > 0 && dataset.labels == nil {
-            throw ConfigError.invalidValue(file: "config", path: "model.num_classes",
-                                           reason: "is \(family.classes) (a conditional model) but the dataset \(config.data.path) has no labels")
-        }
-        task = try family.makeTask(config: config, rank: comm.rank, communicator: comm)
+        dataset = try Trainer.openDataset(config)
+        task = try config.family.makeTask(config: config, rank: comm.rank, communicator: comm)
         checkpoints = try CheckpointKeeper(run: run, config: config, communicator: comm)
         if comm.rank == 0 {
             checkpoints.datasetChecksums = ["train": try DatasetChecksum.of(folder: config.data.path)]
@@ -61,10 +53,38 @@ public final class Trainer {
         loader = try DataLoader(dataset: dataset, options: LoaderOptions(
             batchSize: config.train.batchSize, rank: comm.rank, worldSize: comm.size,
             seed: UInt64(bitPattern: Int64(config.seed)), flip: config.data.randomFlip), cursor: cursor)
+        control.beat(step: task.step)
     }
 
-    /// Trains until `train.max_steps`, then writes a final checkpoint and sample grid.
-    public func train() throws {
+    /// Opens the training split and checks it against the model (sample shape, labels):
+    /// the same errors `loom worker` and `loom train` report before training.
+    public static func openDataset(_ config: RunConfig) throws -> ShardedDataset {
+        let family = config.family
+        let dataset = try ShardedDataset(folder: config.data.path, split: "train",
+                                         expectedShape: family.sampleShape, expectedKind: .images)
+        if family.classes > 0, let labels = dataset.labels, let top = labels.max(), top >= family.classes {
+            throw ConfigError.invalidValue(file: "config", path: "model.num_classes",
+                                           reason: "is \(family.classes) but the dataset \(config.data.path) has label \(top)")
+        }
+        if family.classes > 0 && dataset.labels == nil {
+            throw ConfigError.invalidValue(file: "config", path: "model.num_classes",
+                                           reason: "is \(family.classes) (a conditional model) but the dataset \(config.data.path) has no labels")
+        }
+        return dataset
+    }
+
+    /// How `train()` ended.
+    public enum Outcome: Equatable {
+        /// `train.max_steps` reached.
+        case finished
+        /// Stopped on request after a checkpoint of this step (exit `RunExit.requeue`).
+        case stopped(step: Int)
+    }
+
+    /// Trains until `train.max_steps`, then writes a final checkpoint and sample grid; or,
+    /// when a stop is requested, checkpoints at the step boundary every rank agreed on.
+    @discardableResult
+    public func train() throws -> Outcome {
         let c = config.train
         let images = c.batchSize * task.batchesPerStep * comm.size
         log("loom: \(task.summary), \(comm.size) rank(s) × \(config.threads) thread(s), "
@@ -103,12 +123,35 @@ public final class Trainer {
             if config.sample.every > 0 && (task.step % config.sample.every == 0 || last) {
                 if comm.rank == 0 { try writeSamples() }
             }
+            var saved = false
             if (config.checkpoint.every > 0 && task.step % config.checkpoint.every == 0) || last {
-                try checkpoints.save(task: task, cursor: cursor, log: log)
+                try save(cursor: cursor)
+                saved = true
+            }
+            control.hangIfAsked(step: task.step)
+            control.beat(step: task.step)
+            if !last, try control.stopRequested(comm) {
+                if !saved { try save(cursor: cursor) }
+                try checkpoints.finish()
+                try comm.barrier()  // rank 0's file is complete before any rank exits
+                loader.close()
+                log("stopped on request at step \(task.step) (checkpoint written); exit \(RunExit.requeue) to requeue")
+                return .stopped(step: task.step)
             }
         }
         loader.close()
         try checkpoints.finish()
+        return .finished
+    }
+
+    /// A checkpoint; with `coordinator.on_disk_full: retry` a full disk only skips this one.
+    func save(cursor: DataCursor) throws {
+        do {
+            try checkpoints.save(task: task, cursor: cursor, log: log)
+        } catch let error as StorageError where error.isDiskFull && config.coordinator.onDiskFull == .retry
+                    && task.step < config.train.maxSteps {
+            log("checkpoint at step \(task.step) not written: \(error); retrying at the next interval (coordinator.on_disk_full: retry)")
+        }
     }
 
     /// Writes `sample.n` preview images from the averaged weights (fixed noise) as a grid

@@ -90,6 +90,22 @@ public struct VAEFamily: FamilySettings, Equatable {
         }
     }
 
+    public var modelSize: ModelSize {
+        let net: ModelSize
+        switch type {
+        case .mlpVAE: net = VAESize.mlp(imageShape: sampleShape, hidden: hidden, latent: latentDim)
+        case .convVAE: net = VAESize.conv(imageShape: sampleShape, hidden: hidden, latent: latentDim)
+        case .klAutoencoder: net = autoencoder.size
+        }
+        guard vae.adversarial else { return net }
+        let d = VAESize.patchDiscriminator(inChannels: sampleShape[2], width: vae.discChannels, layers: vae.discLayers, imageSize: sampleShape[0])
+        return VAESize.sum(net, d)
+    }
+    public var sizeKeys: [String] {
+        (["model.image_size", "model.in_channels"] + Self.typeKeys[type]!.filter { $0 != "groups" }.map { "model.\($0)" })
+            + (vae.adversarial ? ["vae.disc_channels", "vae.disc_layers"] : [])
+    }
+
     /// The `model:` keys of each type besides `type`, `image_size` and `in_channels`.
     static let typeKeys: [VAEModelType: [String]] = [
         .mlpVAE: ["hidden", "latent_dim"], .convVAE: ["hidden", "latent_dim"],
@@ -102,53 +118,52 @@ public struct VAEFamily: FamilySettings, Equatable {
     public static func read(type raw: String, model m: ConfigReader, root: ConfigReader, config: RunConfig) throws -> VAEFamily {
         var f = VAEFamily()
         f.type = VAEModelType(rawValue: raw)!
-        let positive = Valid.positive
         func notFor(_ path: String) -> ConfigError { .notForFamily(file: root.file, path: path, modelType: raw) }
         for (other, keys) in typeKeys where other != f.type {
             for key in keys where m.mapping?[key] != nil && !(typeKeys[f.type]!.contains(key)) { throw notFor("model.\(key)") }
         }
         switch f.type {
         case .mlpVAE, .convVAE:
-            f.imageSize = try m.value("image_size", default: f.imageSize, positive)
+            f.imageSize = try m.value("image_size", default: f.imageSize, Valid.within(1...4096))
             f.channels = try m.value("in_channels", default: f.channels) { [1, 3].contains($0) ? nil : "must be 1 or 3, found \($0)" }
-            f.hidden = try m.value("hidden", default: f.type == .mlpVAE ? 400 : 32, positive)
-            f.latentDim = try m.value("latent_dim", default: f.type == .mlpVAE ? 20 : 128, positive)
+            f.hidden = try m.value("hidden", default: f.type == .mlpVAE ? 400 : 32, Valid.within(1...65_536))
+            f.latentDim = try m.value("latent_dim", default: f.type == .mlpVAE ? 20 : 128, Valid.within(1...65_536))
         case .klAutoencoder:
             var c = KLAutoencoderConfig()
-            c.imageSize = try m.value("image_size", default: c.imageSize, positive)
+            c.imageSize = try m.value("image_size", default: c.imageSize, Valid.within(1...4096))
             c.inChannels = try m.value("in_channels", default: c.inChannels) { [1, 3].contains($0) ? nil : "must be 1 or 3, found \($0)" }
-            c.groups = try m.value("groups", default: c.groups, positive)
+            c.groups = try m.value("groups", default: c.groups, Valid.within(1...1024))
             c.baseChannels = try m.value("base_channels", default: c.baseChannels) {
-                $0 > 0 && $0 % c.groups == 0 ? nil : "must be a positive multiple of model.groups (\(c.groups)), found \($0)"
+                $0 > 0 && $0 <= 65_536 && $0 % c.groups == 0 ? nil : "must be a multiple of model.groups (\(c.groups)) in 1…65536, found \($0)"
             }
             c.channelMultipliers = try m.value("channel_mult", default: c.channelMultipliers) {
-                $0.isEmpty || $0.contains { $0 <= 0 } ? "must be a non-empty list of positive integers" : nil
+                $0.isEmpty || $0.count > 8 || $0.contains { $0 <= 0 || $0 > 64 } ? "must be a list of 1 to 8 integers in 1…64" : nil
             }
-            c.resBlocks = try m.value("num_res_blocks", default: c.resBlocks, positive)
-            c.latentChannels = try m.value("latent_channels", default: c.latentChannels, positive)
+            c.resBlocks = try m.value("num_res_blocks", default: c.resBlocks, Valid.within(1...64))
+            c.latentChannels = try m.value("latent_channels", default: c.latentChannels, Valid.within(1...4096))
             f.autoencoder = c
         }
         f.vae = try root.section("vae") { v in
             for key in f.type.hasLikelihood ? autoencoderKeys : likelihoodKeys where v.mapping?[key] != nil { throw notFor("vae.\(key)") }
             var s = VAESettings()
             if f.type.hasLikelihood {
-                s.beta = try v.value("beta", default: s.beta) { $0 >= 0 ? nil : "must be 0 or more, found \($0)" }
+                s.beta = try v.value("beta", default: s.beta) { $0 >= 0 && $0.isFinite ? nil : "must be 0 or more, found \($0)" }
                 s.likelihood = try v.choice("likelihood", default: s.likelihood)
                 // Keys that only apply with another key's value are read only then, so the resolved
                 // config (stored in checkpoints) lists them only then.
                 if s.likelihood == .gaussian {
-                    s.sigma = try v.value("sigma", default: s.sigma) { $0 > 0 ? nil : "must be positive, found \($0)" }
+                    s.sigma = try v.value("sigma", default: s.sigma) { $0 > 0 && $0.isFinite ? nil : "must be positive, found \($0)" }
                 } else if try unused(v, "sigma", s.sigma) {
                     throw ConfigError.invalidValue(file: v.file, path: "vae.sigma", reason: "applies to vae.likelihood gaussian, not \(s.likelihood.rawValue)")
                 }
             } else {
-                s.klWeight = try v.value("kl_weight", default: s.klWeight) { $0 >= 0 ? nil : "must be 0 or more, found \($0)" }
-                s.discWeight = try v.value("disc_weight", default: s.discWeight) { $0 >= 0 ? nil : "must be 0 (no discriminator) or more, found \($0)" }
+                s.klWeight = try v.value("kl_weight", default: s.klWeight) { $0 >= 0 && $0.isFinite ? nil : "must be 0 or more, found \($0)" }
+                s.discWeight = try v.value("disc_weight", default: s.discWeight) { $0 >= 0 && $0.isFinite ? nil : "must be 0 (no discriminator) or more, found \($0)" }
                 if s.adversarial {
-                    s.discStart = try v.value("disc_start", default: s.discStart, Valid.nonNegative)
-                    s.lrD = try v.value("lr_d", default: s.lrD) { $0 >= 0 ? nil : "must be 0 (optimizer.lr) or positive, found \($0)" }
-                    s.discLayers = try v.value("disc_layers", default: s.discLayers, positive)
-                    s.discChannels = try v.value("disc_channels", default: s.discChannels, positive)
+                    s.discStart = try v.value("disc_start", default: s.discStart, Valid.within(0...1_000_000_000))
+                    s.lrD = try v.value("lr_d", default: s.lrD) { $0 >= 0 && $0.isFinite ? nil : "must be 0 (optimizer.lr) or positive, found \($0)" }
+                    s.discLayers = try v.value("disc_layers", default: s.discLayers, Valid.within(1...8))
+                    s.discChannels = try v.value("disc_channels", default: s.discChannels, Valid.within(1...4096))
                 } else {
                     for (key, set) in [("disc_start", try unused(v, "disc_start", s.discStart)), ("lr_d", try unused(v, "lr_d", s.lrD)),
                                        ("disc_layers", try unused(v, "disc_layers", s.discLayers)),
@@ -157,7 +172,7 @@ public struct VAEFamily: FamilySettings, Equatable {
                     }
                 }
             }
-            s.heldOut = try v.value("held_out", default: s.heldOut, positive)
+            s.heldOut = try v.value("held_out", default: s.heldOut, Valid.within(1...10_000))
             s.scaleLR = try v.value("scale_lr", default: s.scaleLR)
             return s
         }

@@ -101,7 +101,8 @@ public enum VAESampling {
     static func sample(family: VAEFamily, config: RunConfig, checkpoint: CheckpointState,
                        request: SampleRequest) throws -> (images: Tensor, columns: Int?) {
         for (name, set) in [("--sampler", request.sampler != nil), ("--steps", request.steps != nil),
-                            ("--eta", request.eta != nil), ("--guidance", request.guidance != nil)] where set {
+                            ("--eta", request.eta != nil), ("--guidance", request.guidance != nil),
+                            ("--init", request.initImages != nil)] where set {
             throw SampleOptionError("\(name) does not apply to a VAE (model.type \(family.modelType)); it decodes in one pass")
         }
         let m = try model(family: family, checkpoint: checkpoint)

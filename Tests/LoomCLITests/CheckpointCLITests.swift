@@ -32,7 +32,8 @@ import Testing
         var skipped: [SkippedCheckpoint] = []
         let resumed = try #require(store.newestValid(skipped: &skipped))
         #expect(resumed.url.lastPathComponent == "step-00000100.h5" && resumed.state.step == 100)
-        #expect(skipped.count == 1 && skipped[0].reason.contains("incomplete checkpoint (no complete marker)"), "\(skipped)")
+        // (The 1.10 format marks a file open for write until its writer closes it.)
+        #expect(skipped.count == 1 && skipped[0].reason.contains("incomplete checkpoint (its writer never closed it): its write was interrupted"), "\(skipped)")
         let printed = r.stdout.components(separatedBy: "model checksum ").last?.prefix(22) ?? ""
         #expect("xxh64:" + XXH64.hex(CheckpointFile.checksum(of: resumed.state.network("model")!)) == printed)
         // Adam keeps step, exp_avg and exp_avg_sq for each of the model's tensors (all parameters: no buffers).

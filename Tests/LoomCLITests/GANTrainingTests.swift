@@ -135,7 +135,7 @@ import Testing
     }
 
     @Test func zeroCriticUpdates() throws {
-        expectOneLineError(try worker(["gan.n_critic=0"]), contains: "'gan.n_critic' must be positive, found 0")
+        expectOneLineError(try worker(["gan.n_critic=0"]), contains: "'gan.n_critic' must be between 1 and 100, found 0")
     }
 
     @Test func conditionalGANOnUnlabelledData() throws {

@@ -24,10 +24,35 @@ import Testing
         let all = seen.flatMap { $0 }
         #expect(all.count == steps * batch * worldSize)
         #expect(Set(all).count == all.count, "ranks overlap")
-        // Exactly the epoch's permutation minus the dropped remainder.
-        let permutation = EpochPlan.permutation(count: 100, seed: 3, epoch: 0)
-        #expect(Set(all) == Set(permutation.prefix(steps * batch * worldSize)))
+        // Exactly the epoch's permutation minus the dropped remainder, rank after rank in
+        // batch-sized slices: the plan of README "Dataset format" replayed by `plainOrder`.
+        let order = Self.plainOrder(count: 100, seed: 3, epoch: 0)
+        #expect(Set(all) == Set(order.prefix(steps * batch * worldSize)))
+        for rank in 0..<worldSize {
+            var expected: [Int] = []
+            for s in 0..<steps {
+                let start: Int = (s * worldSize + rank) * batch
+                expected += order[start..<(start + batch)]
+            }
+            #expect(seen[rank] == expected, "rank \(rank) read another order than the plan")
+        }
         #expect(Set(all).isSubset(of: 0..<100))
+    }
+
+    /// The epoch's order written out without `EpochPlan`: the Philox stream keyed by
+    /// splitMix64(data key ⊕ splitMix64(epoch + 1)) drives Fisher–Yates from the last position down.
+    static func plainOrder(count: Int, seed: UInt64, epoch: Int) -> [Int] {
+        let dataKey = RandomStream(seed: seed, purpose: .data).key
+        var stream = RandomStream(key: splitMix64(dataKey ^ splitMix64(UInt64(epoch) + 1)))
+        var p = Array(0..<count)
+        var i = count - 1
+        while i > 0 {
+            let (w0, w1, _, _) = RandomStream.block(key: stream.key, index: stream.counter)
+            stream.counter += 1
+            p.swapAt(i, Int((UInt64(w0) << 32 | UInt64(w1)) % UInt64(i + 1)))
+            i -= 1
+        }
+        return p
     }
 
     @Test func globalBatchesDoNotDependOnWorldSize() throws {

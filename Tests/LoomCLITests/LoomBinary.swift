@@ -17,10 +17,15 @@ enum LoomBinary {
         var status: Int32
         var stdout: String
         var stderr: String
+        /// The child ended by a signal (a trap, SIGSEGV, SIGKILL …), not by exit.
+        var signaled = false
+        /// The lines of stderr.
+        var stderrLines: [Substring] { stderr.split(separator: "\n") }
     }
 
     /// Runs `executable` with `arguments`; `environment` entries override the inherited ones.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                    timeout: TimeInterval = 900) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -36,17 +41,22 @@ enum LoomBinary {
         let errData = Box()
         let errReader = Thread { errData.data = err.fileHandleForReading.readDataToEndOfFile() }
         errReader.start()
+        // A child that hangs is killed after `timeout` seconds (then `signaled` is true).
+        let watchdog = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        watchdog.cancel()
         while !errReader.isFinished { usleep(1000) }
         return Result(status: process.terminationStatus,
                       stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData.data, as: UTF8.self))
+                      stderr: String(decoding: errData.data, as: UTF8.self),
+                      signaled: process.terminationReason == .uncaughtSignal)
     }
 
     /// Runs `loom arguments…`.
-    static func loom(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
-        try run(path, arguments, environment: environment)
+    static func loom(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 900) throws -> Result {
+        try run(path, arguments, environment: environment, timeout: timeout)
     }
 
     /// Runs `mpirun -np ranks [mpiFlags] loom arguments…` with one BLAS/OpenMP thread per rank.

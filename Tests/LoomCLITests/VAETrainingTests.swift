@@ -145,10 +145,10 @@ import Testing
     }
 
     @Test func latentSizeZero() throws {
-        expectOneLineError(try worker(["model.latent_channels=0"]), contains: "'model.latent_channels' must be positive, found 0")
+        expectOneLineError(try worker(["model.latent_channels=0"]), contains: "'model.latent_channels' must be between 1 and 4096, found 0")
         let mlp = try LoomBinary.loom(["worker", TrainingTests.configs + "/vae-fashion.yaml", "model.latent_dim=0",
                                        "--run-dir", Fixture.folder("vae-errors") + "/run"])
-        expectOneLineError(mlp, contains: "'model.latent_dim' must be positive, found 0")
+        expectOneLineError(mlp, contains: "'model.latent_dim' must be between 1 and 65536, found 0")
     }
 
     @Test func reconstructWithADataSetOfAnotherShape() throws {

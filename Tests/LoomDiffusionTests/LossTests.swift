@@ -77,10 +77,27 @@ import LoomDiffusion
         var stream = RandomStream(seed: 3, purpose: .noise)
         var copy = stream
         let loss = d.trainingLoss(model: Fixture.toyModel, x0: Fixture.x0, labels: nil, stream: &stream)
-        let t = (0..<2).map { _ in copy.nextInt(below: 1000) }
-        let noise = d.trainingNoise(shape: Fixture.shape, stream: &copy)
-        let expected = d.trainingLoss(model: Fixture.toyModel, x0: Fixture.x0, labels: nil, t: t, noise: noise)
-        #expect(loss.item == expected.item)
+        // The documented order, replayed without GaussianDiffusion: N timesteps, then the
+        // standard normal noise of x0's shape, then N×C offsets (one per item and channel).
+        let (n, c) = (Fixture.shape[0], Fixture.shape[3]), per = Fixture.x0.count / n
+        let t = (0..<n).map { _ in copy.nextInt(below: 1000) }
+        let eps = Tensor.normal(Fixture.shape, stream: &copy).array.map(Double.init)
+        let offsets = Tensor.normal([n, c], stream: &copy).array.map(Double.init)
+        let noise = eps.indices.map { i in eps[i] + 0.1 * offsets[(i / per) * c + i % c] }
+        // ᾱ_t of the linear schedule written out: β = linspace(1e-4, 0.02, 1000), ᾱ_t = Π_{s≤t}(1 − β_s).
+        var alphaBar: [Double] = [], product = 1.0
+        for s in 0..<1000 { product *= 1 - (1e-4 + Double(s) * (0.02 - 1e-4) / 999); alphaBar.append(product) }
+        // Uniform ε-prediction MSE of the toy network 0.1·x_t + 0.01·t, x_t = √ᾱ·x0 + √(1−ᾱ)·noise.
+        let x0 = Fixture.x0.array.map(Double.init)
+        var sum = 0.0
+        for i in x0.indices {
+            let ab = alphaBar[t[i / per]]
+            let xt = ab.squareRoot() * x0[i] + (1 - ab).squareRoot() * noise[i]
+            let out = 0.1 * xt + 0.01 * Double(t[i / per])
+            sum += (out - noise[i]) * (out - noise[i])
+        }
+        let expected = sum / Double(x0.count)
+        #expect(abs(Double(loss.item) / expected - 1) < 1e-5, "loss \(loss.item), replayed draws give \(expected)")
         #expect(stream == copy)
         // Timesteps cover the whole range uniformly enough.
         var s = RandomStream(seed: 5, purpose: .noise)

@@ -128,4 +128,20 @@ import Testing
                                                                lastLayer: w, discWeight: 0.5)
         #expect(abs(weight - 0.5 * 18.0.squareRoot() / (20.0.squareRoot() + 1e-4)) < 1e-6)
     }
+
+    /// The config loader's parameter counts (computed without building) equal the built networks'.
+    @Test func sizesWithoutBuildingAreExact() {
+        var s = RandomStream(key: 1)
+        func built(_ m: Module) -> Double { Double(m.parameterCount) }
+        var c = KLAutoencoderConfig()
+        #expect(c.size.parameters == 1_475_979)
+        c.inChannels = 1; c.baseChannels = 8; c.groups = 4; c.channelMultipliers = [1, 3, 2]; c.resBlocks = 2; c.latentChannels = 3
+        #expect(c.size.parameters == built(KLAutoencoder(c, stream: &s)))
+        #expect(VAESize.mlp(imageShape: [28, 28, 1], hidden: 400, latent: 20).parameters == 652_824)
+        #expect(VAESize.conv(imageShape: [32, 32, 3], hidden: 8, latent: 5).parameters == built(ConvVAE(imageShape: [32, 32, 3], hidden: 8, latent: 5, stream: &s)))
+        for layers in [1, 2, 3, 5] {
+            #expect(VAESize.patchDiscriminator(inChannels: 3, width: 8, layers: layers, imageSize: 64).parameters
+                    == built(PatchDiscriminator(inChannels: 3, width: 8, layers: layers, stream: &s)), "layers \(layers)")
+        }
+    }
 }

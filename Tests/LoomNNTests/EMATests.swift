@@ -12,8 +12,19 @@ final class Tracked: Module {
     /// The parameter values set before update `k`.
     func values(_ k: Int) -> [Double] { (0..<37).map { i in Double(i % 5) - 2 + 0.5 * Double(k * (i % 3)) } }
 
+    /// The decay of update `k` (0-based) written out independently of `EMA`: `.none` the
+    /// constant; `.ramp` min(d, (1 + u) / (10 + u)) with u = k + 1 updates including this one
+    /// (latent diffusion's LitEma); `.copyBefore(step: s)` 0 (a copy) for the first s updates, then d.
+    func plainDecay(_ warmup: EMA.Warmup, decay: Float, update k: Int) -> Double {
+        switch warmup {
+        case .none: return Double(decay)
+        case .ramp: return min(Double(decay), Double(2 + k) / Double(11 + k))
+        case .copyBefore(let s): return k < s ? 0 : Double(decay)
+        }
+    }
+
     /// Runs updates with the parameter set to `values(1...)`, returning the shadow and what
-    /// the closed form gives for the decays used: s ← d·s + (1 − d)·p.
+    /// the recurrence s ← d·s + (1 − d)·p gives with `plainDecay`'s decays (not EMA's own).
     func check(_ warmup: EMA.Warmup, decay: Float, updates: Int) -> (Tensor, [Double], EMA) {
         let m = Tracked()
         m.weight.assign(OptData.tensor(values(0)))
@@ -21,7 +32,7 @@ final class Tracked: Module {
         var expected = values(0)
         for k in 1...updates {
             m.weight.assign(OptData.tensor(values(k)))
-            let d = Double(ema.decay(forUpdate: k - 1))
+            let d = plainDecay(warmup, decay: decay, update: k - 1)
             expected = zip(expected, values(k)).map { d * $0 + (1 - d) * $1 }
             ema.update()
         }

@@ -115,13 +115,13 @@ import Testing
     }
 
     @Test func rangesAndCrossKeys() {
-        #expect(error(["model.type=mlp_vae", "model.latent_dim=0"]) == "vae.yaml: 'model.latent_dim' must be positive, found 0")
-        #expect(error(["model.type=kl_autoencoder", "model.latent_channels=0"]) == "vae.yaml: 'model.latent_channels' must be positive, found 0")
+        #expect(error(["model.type=mlp_vae", "model.latent_dim=0"]) == "vae.yaml: 'model.latent_dim' must be between 1 and 65536, found 0")
+        #expect(error(["model.type=kl_autoencoder", "model.latent_channels=0"]) == "vae.yaml: 'model.latent_channels' must be between 1 and 4096, found 0")
         #expect(error(["model.type=mlp_vae", "vae.likelihood=poisson"]).hasPrefix("vae.yaml: 'vae.likelihood' must be one of bernoulli, gaussian, found 'poisson'"))
         #expect(error(["model.type=mlp_vae", "vae.sigma=0.2"]) == "vae.yaml: 'vae.sigma' applies to vae.likelihood gaussian, not bernoulli")
         #expect(error(["model.type=kl_autoencoder", "vae.disc_start=100"]) == "vae.yaml: 'vae.disc_start' needs a discriminator: set vae.disc_weight above 0")
         #expect(error(["model.type=kl_autoencoder", "model.image_size=30"]).contains("'model.image_size' must be divisible by 4"))
-        #expect(error(["model.type=kl_autoencoder", "model.base_channels=48"]) == "vae.yaml: 'model.base_channels' must be a positive multiple of model.groups (32), found 48")
+        #expect(error(["model.type=kl_autoencoder", "model.base_channels=48"]) == "vae.yaml: 'model.base_channels' must be a multiple of model.groups (32) in 1…65536, found 48")
         #expect(error(["model.type=kl_autoencoder", "vae.disc_weight=0.5", "vae.disc_layers=4"]).contains("'vae.disc_layers' 4 leaves no patch of a 32-pixel image"))
         #expect(error(["model.type=conv_vae", "train.grad_accum=2"]) == "vae.yaml: 'train.grad_accum' does not apply to model.type conv_vae")
     }

@@ -200,4 +200,74 @@ def loss(s, target, weighting, t):
 print(f"    static let lossEpsilonUniform: Double = {loss(lin, 'eps', 'uniform', TQ)!r}")
 print(f"    static let lossEpsilonMinSNR: Double = {loss(lin, 'eps', 'minsnr', TQ)!r}")
 print(f"    static let lossVMinSNR: Double = {loss(lin, 'v', 'minsnr', TQ)!r}")
+
+# ---------------------------------------------------------------- learned variances
+# guided-diffusion's normal_kl, approx_standard_normal_cdf, discretized_gaussian_log_likelihood
+# and _vb_terms_bpd (LEARNED_RANGE), transcribed. The toy learned model outputs the toy ε
+# and then v = 0.5 − 0.25·x per element.
+
+def normal_kl(m1, lv1, m2, lv2):
+    return 0.5 * (-1.0 + lv2 - lv1 + np.exp(lv1 - lv2) + (m1 - m2) ** 2 * np.exp(-lv2))
+
+def approx_cdf(x):
+    return 0.5 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+def disc_ll(x, means, log_scales):
+    centered = x - means
+    inv = np.exp(-log_scales)
+    cdf_plus = approx_cdf(inv * (centered + 1.0 / 255))
+    cdf_min = approx_cdf(inv * (centered - 1.0 / 255))
+    log_cdf_plus = np.log(np.maximum(cdf_plus, 1e-12))
+    log_one_minus = np.log(np.maximum(1.0 - cdf_min, 1e-12))
+    delta = cdf_plus - cdf_min
+    return np.where(x < -0.999, log_cdf_plus, np.where(x > 0.999, log_one_minus, np.log(np.maximum(delta, 1e-12))))
+
+def learned_v(x):
+    return 0.5 - 0.25 * x
+
+def model_logvar(s, t, v):
+    t = np.asarray(t)
+    frac = (v + 1) / 2
+    return frac * per_sample(np.log(s.betas[t])) + (1 - frac) * per_sample(s.post_logvar[t])
+
+def vb_terms(s, x0, xt, t, eps, v):
+    t = np.asarray(t)
+    post_mean = per_sample(s.coef1[t]) * x0 + per_sample(s.coef2[t]) * xt
+    post_lv = per_sample(s.post_logvar[t])
+    mm = per_sample(s.coef1[t]) * x0_from_eps(s, xt, t, eps) + per_sample(s.coef2[t]) * xt
+    mlv = model_logvar(s, t, v)
+    kl = normal_kl(post_mean, post_lv, mm, mlv).reshape(SHAPE[0], -1).mean(axis=1) / math.log(2.0)
+    nll = -disc_ll(x0, mm, 0.5 * mlv).reshape(SHAPE[0], -1).mean(axis=1) / math.log(2.0)
+    return np.where(t == 0, nll, kl)
+
+# DDPM steps with the learned variance: 500 -> 499 and respaced 500 -> 450
+t = 500
+eps = toy_model(XT, [t, t])
+x0 = x0_from_eps(lin, XT, [t, t], eps)
+v = learned_v(XT)
+arr("ddpmLearnedStep", lin.coef1[t] * x0 + lin.coef2[t] * XT + np.exp(0.5 * model_logvar(lin, [t, t], v)) * Z)
+ab, abp = lin.ac[500], lin.ac[450]
+bp = 1 - ab / abp
+mean = bp * math.sqrt(abp) / (1 - ab) * x0 + (1 - abp) * math.sqrt(1 - bp) / (1 - ab) * XT
+frac = (v + 1) / 2
+lv = frac * math.log(bp) + (1 - frac) * math.log(bp * (1 - abp) / (1 - ab))
+arr("ddpmLearnedRespacedStep", mean + np.exp(0.5 * lv) * Z)
+
+# L_t at t = [500, 0] on q_sample(X0) (KL, then the decoder NLL), and the decoder NLL on an
+# x0 with pixels at ±1 (the open outer bins)
+def vb_case(x0, t):
+    t = np.asarray(t)
+    xt = per_sample(np.sqrt(lin.ac[t])) * x0 + per_sample(np.sqrt(1 - lin.ac[t])) * NOISE
+    return vb_terms(lin, x0, xt, t, toy_model(xt, t), learned_v(xt))
+
+arr("vbTermsKLAndDecoder", vb_case(X0, [500, 0]))
+X0EDGE = np.clip(X0 * 2, -1, 1)
+arr("vbTermsDecoderEdges", vb_case(X0EDGE, [0, 0]))
+
+# the hybrid loss L_simple + 0.001·T·mean(L_t) at t = [10, 700], uniform weighting
+tq = np.asarray(TQ)
+xt = per_sample(np.sqrt(lin.ac[tq])) * X0 + per_sample(np.sqrt(1 - lin.ac[tq])) * NOISE
+mse = ((toy_model(xt, tq) - NOISE) ** 2).reshape(SHAPE[0], -1).mean(axis=1).mean()
+hybrid = mse + 0.001 * 1000 * vb_terms(lin, X0, xt, tq, toy_model(xt, tq), learned_v(xt)).mean()
+print(f"    static let lossLearnedSigmaHybrid: Double = {float(hybrid)!r}")
 print("}")
