@@ -10,8 +10,8 @@ import LoomTraining
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sample images from a checkpoint's EMA weights into a PNG grid (and optionally HDF5).",
-        discussion: "Works for every model family: diffusion models (--sampler, --steps, --eta, --guidance) and GANs "
-            + "(--interpolate). Conditional models take --class.")
+        discussion: "Works for every model family: diffusion models (--sampler, --steps, --eta, --guidance), GANs "
+            + "and VAEs (--interpolate; VAEs decode prior draws). Conditional models take --class.")
 
     @Argument(help: "Checkpoint file, a `latest` pointer, a run folder, or an export from `loom export`.")
     var checkpoint: String
@@ -40,7 +40,7 @@ struct Sample: ParsableCommand {
     @Option(help: "Seed of the initial noise.")
     var seed: UInt64 = 0
 
-    @Option(help: "GANs: each row walks between two random latent vectors in this many points (spherical interpolation).")
+    @Option(help: "GANs: each row walks between two random latent vectors in this many points (spherical interpolation); VAEs: between the latents of two encoded test images (linear).")
     var interpolate: Int?
 
     @Option(name: .customLong("init"), help: "Diffusion editing: images to edit, a PNG (one image or a grid as loom sample writes) or a dataset folder (its test split, with its labels); at most --n of them.")

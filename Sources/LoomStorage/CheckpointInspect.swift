@@ -158,7 +158,7 @@ extension CheckpointFile {
                                  overwrite: Bool = false) throws -> CheckpointState {
         let state = try read(source)
         let names = state.networks.map(\.name)
-        guard let chosen = network ?? ["ema", "generator_ema"].first(where: names.contains) else {
+        guard let chosen = network ?? ["ema", "generator_ema", "model"].first(where: names.contains) else {
             throw StorageError.badArgument(name: "network", value: "(default ema or generator_ema)",
                                            expected: "one of \(names) in \(source); pass --network")
         }

@@ -73,7 +73,7 @@ public struct SampleOptionError: Error, CustomStringConvertible {
 
 /// Every model family Loom trains, in the order `model.type` values are listed in messages.
 public enum ModelFamilies {
-    public static let all: [any FamilySettings.Type] = [DiffusionFamily.self, GANFamily.self]
+    public static let all: [any FamilySettings.Type] = [DiffusionFamily.self, GANFamily.self, VAEFamily.self]
 
     /// Every `model.type` value.
     public static var modelTypes: [String] { all.flatMap { $0.modelTypes } }
