@@ -3,6 +3,7 @@ import Foundation
 import LoomDistributed
 import LoomNN
 import LoomTensor
+import LoomTraining
 
 /// `loom selftest ddp`: one data-parallel step over N ranks equals one process's step on the
 /// concatenated N×B batch (averaged gradients and AdamW update within 1e-5), and the replicas
@@ -202,3 +203,34 @@ func worstRelativeDifference(_ a: [(String, Tensor)], _ b: [(String, Tensor)],
 
 /// `x` as `1.23e-06`.
 func scientific(_ x: Double) -> String { String(format: "%.2e", x) }
+
+/// One data-parallel task step against the whole-batch step: each metric's mean over the
+/// ranks must be within `tolerance` (relative) of the whole-batch value. Returns the worst
+/// relative difference.
+func compareStepMetrics(_ mine: [(String, Double)], _ expected: [(String, Double)], step: Int,
+                        tolerance: Double, over comm: Communicator) throws -> Double {
+    var worst = 0.0
+    for ((name, value), (_, want)) in zip(mine, expected) {
+        let mean = try averageOverRanks(value, comm)
+        let d = abs(mean - want) / max(abs(want), 1e-3)
+        worst = max(worst, d)
+        guard d <= tolerance else {
+            throw ValidationError("step \(step): mean of the ranks' \(name) \(mean) differs from the whole-batch \(name) \(want)")
+        }
+    }
+    return worst
+}
+
+/// Every network of a data-parallel replica against the whole-batch reference after `steps`
+/// steps: the worst relative difference, which must be within `tolerance`.
+func compareNetworks(_ replica: TrainingTask, _ reference: TrainingTask, steps: Int, tolerance: Double) throws -> Double {
+    var worst = (value: 0.0, name: "-")
+    for ((group, a), (_, b)) in zip(replica.networks, reference.networks) {
+        let w = worstRelativeDifference(a, b) { $0 }
+        if w.value > worst.value || w.value.isNaN { worst = (w.value, "\(group).\(w.name)") }
+    }
+    guard worst.value <= tolerance else {
+        throw ValidationError("after \(steps) steps \(worst.name) differs from the whole-batch run by \(scientific(worst.value)) (relative)")
+    }
+    return worst.value
+}

@@ -71,26 +71,12 @@ struct SelfTestGANDDP: ParsableCommand {
                 }
                 var k = 0
                 let expected = try reference.trainStep { defer { k += 1 }; return globals[k] }
-                for ((name, value), (_, want)) in zip(mine, expected) {
-                    let mean = try averageOverRanks(value, comm)
-                    let d = abs(mean - want) / max(abs(want), 1e-3)
-                    worstMetric = max(worstMetric, d)
-                    guard d <= Self.tolerance else {
-                        throw ValidationError("step \(step): mean of the ranks' \(name) \(mean) differs from the whole-batch \(name) \(want)")
-                    }
-                }
+                worstMetric = max(worstMetric, try compareStepMetrics(mine, expected, step: step, tolerance: Self.tolerance, over: comm))
             }
-            var worst = (value: 0.0, name: "-")
-            for ((group, a), (_, b)) in zip(replica.networks, reference.networks) {
-                let w = worstRelativeDifference(a, b) { $0 }
-                if w.value > worst.value || w.value.isNaN { worst = (w.value, "\(group).\(w.name)") }
-            }
-            guard worst.value <= Self.tolerance else {
-                throw ValidationError("after \(steps) steps \(worst.name) differs from the whole-batch run by \(scientific(worst.value)) (relative)")
-            }
+            let worstNetwork = try compareNetworks(replica, reference, steps: steps, tolerance: Self.tolerance)
             try Replicas.verify(replica.networks.flatMap { g in g.tensors.map { ("\(g.name).\($0.0)", $0.1) } }, over: comm)
             print("rank \(r): selftest gan-ddp \(loss) ok over \(n) ranks, \(steps) steps "
-                  + "(max rel diff \(scientific(max(worst.value, worstMetric))))")
+                  + "(max rel diff \(scientific(max(worstNetwork, worstMetric))))")
         }
     }
 }

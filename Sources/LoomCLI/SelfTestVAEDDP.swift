@@ -59,26 +59,12 @@ struct SelfTestVAEDDP: ParsableCommand {
                 let rows = r * batch..<(r + 1) * batch
                 let mine = try replica.trainStep { Batch(images: global.sliced(axis: 0, rows), labels: []) }
                 let expected = try reference.trainStep { Batch(images: global, labels: []) }
-                for ((name, value), (_, want)) in zip(mine, expected) {
-                    let mean = try averageOverRanks(value, comm)
-                    let d = abs(mean - want) / max(abs(want), 1e-3)
-                    worstMetric = max(worstMetric, d)
-                    guard d <= Self.tolerance else {
-                        throw ValidationError("step \(step): mean of the ranks' \(name) \(mean) differs from the whole-batch \(name) \(want)")
-                    }
-                }
+                worstMetric = max(worstMetric, try compareStepMetrics(mine, expected, step: step, tolerance: Self.tolerance, over: comm))
             }
-            var worst = (value: 0.0, name: "-")
-            for ((group, a), (_, b)) in zip(replica.networks, reference.networks) {
-                let w = worstRelativeDifference(a, b) { $0 }
-                if w.value > worst.value || w.value.isNaN { worst = (w.value, "\(group).\(w.name)") }
-            }
-            guard worst.value <= Self.tolerance else {
-                throw ValidationError("after \(steps) steps \(worst.name) differs from the whole-batch run by \(scientific(worst.value)) (relative)")
-            }
+            let worstNetwork = try compareNetworks(replica, reference, steps: steps, tolerance: Self.tolerance)
             try Replicas.verify(replica.replicatedParameters, over: comm)
             print("rank \(r): selftest vae-ddp \(model) ok over \(n) ranks, \(steps) steps "
-                  + "(max rel diff \(scientific(max(worst.value, worstMetric))))")
+                  + "(max rel diff \(scientific(max(worstNetwork, worstMetric))))")
         }
     }
 }
