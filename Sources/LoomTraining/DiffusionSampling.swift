@@ -24,12 +24,8 @@ public enum DiffusionSampling {
         let diffusion = family.diffusion.gaussianDiffusion  // weighting and offset noise only matter in training
         var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
         let noise = Tensor.normal([count, m.imageSize, m.imageSize, m.inChannels], stream: &stream)
-        var options = SamplingOptions(clipDenoised: true)
-        if m.classes > 0 {
-            options.labels = (0..<count).map { label ?? ($0 % m.classes) }
-            options.nullClass = m.classes
-            options.guidanceScale = Float(guidance ?? config.sample.guidance)
-        }
+        let options = samplingOptions(config: config, classes: m.classes, labels: label.map { [Int](repeating: $0, count: count) },
+                                      count: count, guidance: guidance)
         model.eval()
         defer { model.train() }
         let out = diffusion.sample(sampler(config.sample, timesteps: family.diffusion.timesteps),
@@ -45,17 +41,24 @@ public enum DiffusionSampling {
         let n = images.shape[0], classes = family.classes
         let diffusion = family.diffusion.gaussianDiffusion
         var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
-        var options = SamplingOptions(clipDenoised: true)
-        if classes > 0 {
-            options.labels = labels ?? (0..<n).map { $0 % classes }
-            options.nullClass = classes
-            options.guidanceScale = Float(guidance ?? config.sample.guidance)
-        }
+        let options = samplingOptions(config: config, classes: classes, labels: labels, count: n, guidance: guidance)
         model.eval()
         defer { model.train() }
         let out = diffusion.edit(sampler(config.sample, timesteps: family.diffusion.timesteps),
                                  model: { x, t, y in model(x, timesteps: t, labels: y) },
                                  images: images, edit: edit, options: options, stream: &stream)
         return noGrad { out.clamped(min: -1, max: 1) }
+    }
+
+    /// Clipped x0 and, for a conditional model, `labels` (default 0, 1, 2, … in turn) with the
+    /// null class and the guidance scale (default the config's).
+    static func samplingOptions(config: RunConfig, classes: Int, labels: [Int]?, count: Int, guidance: Double?) -> SamplingOptions {
+        var options = SamplingOptions(clipDenoised: true)
+        if classes > 0 {
+            options.labels = labels ?? (0..<count).map { $0 % classes }
+            options.nullClass = classes
+            options.guidanceScale = Float(guidance ?? config.sample.guidance)
+        }
+        return options
     }
 }
