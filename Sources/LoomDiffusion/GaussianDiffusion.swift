@@ -168,10 +168,16 @@ public struct GaussianDiffusion: Sendable {
     /// `stream.nextInt` first), then the noise (`trainingNoise`), then
     /// `trainingLoss(model:x0:labels:t:noise:)`. A scalar on the tape.
     public func trainingLoss(model: Denoiser, x0: Tensor, labels: [Int]?, stream: inout RandomStream) -> Tensor {
-        precondition(!x0.shape.isEmpty, "trainingLoss needs a batch axis")
-        let t = (0..<x0.shape[0]).map { _ in stream.nextInt(below: timesteps) }
-        let noise = trainingNoise(shape: x0.shape, stream: &stream)
+        let (t, noise) = trainingDraws(shape: x0.shape, stream: &stream)
         return trainingLoss(model: model, x0: x0, labels: labels, t: t, noise: noise)
+    }
+
+    /// The random inputs of the training loss for a batch of `shape`: N timesteps
+    /// (`stream.nextInt`), then the noise (`trainingNoise`).
+    public func trainingDraws(shape: [Int], stream: inout RandomStream) -> (t: [Int], noise: Tensor) {
+        precondition(!shape.isEmpty, "trainingLoss needs a batch axis")
+        let t = (0..<shape[0]).map { _ in stream.nextInt(below: timesteps) }
+        return (t, trainingNoise(shape: shape, stream: &stream))
     }
 
     /// The loss for given timesteps and noise: the weighted mean over items of the MSE

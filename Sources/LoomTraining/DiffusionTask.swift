@@ -18,23 +18,26 @@ public final class DiffusionTask: TrainingTask {
     public let diffusion: GaussianDiffusion
     public let schedule: LearningRateSchedule
     let reducer: GradientReducer?
-    /// Timesteps and noise for the training loss (per rank).
-    public var noiseStream: RandomStream
-    /// Label dropout for classifier-free guidance (per rank).
-    public var labelStream: RandomStream
+    /// Timesteps and noise for the training loss; one stream per rank in training. A
+    /// reference run on the whole global batch holds every rank's stream and draws each
+    /// rank's rows from its own (the data-parallel equivalence self-test).
+    public var noiseStreams: [RandomStream]
+    /// Label dropout for classifier-free guidance, one stream per rank like `noiseStreams`.
+    public var labelStreams: [RandomStream]
     public var step = 0
 
     /// Builds every piece from `config`; the initial weights come from the run seed (the
-    /// same on every rank; the caller still broadcasts rank 0's state).
-    public init(config: RunConfig, settings: DiffusionFamily, rank: Int, communicator: Communicator?) {
+    /// same on every rank; the caller still broadcasts rank 0's state). `streams`: how many
+    /// ranks' noise and label streams this task draws from (see `noiseStreams`).
+    public init(config: RunConfig, settings: DiffusionFamily, rank: Int, communicator: Communicator?, streams: Int = 1) {
         self.config = config
         self.settings = settings
         let seed = UInt64(bitPattern: Int64(config.seed))
         var initStream = RandomStream(seed: seed, purpose: .initialization)
         model = settings.network.make(stream: &initStream)
         model.dropoutRandom.stream = RandomStream(seed: seed, rank: rank, purpose: .dropout)
-        noiseStream = RandomStream(seed: seed, rank: rank, purpose: .noise)
-        labelStream = RandomStream(seed: seed &+ 1, rank: rank, purpose: .data)
+        noiseStreams = (0..<streams).map { RandomStream(seed: seed, rank: rank + $0, purpose: .noise) }
+        labelStreams = (0..<streams).map { RandomStream(seed: seed &+ 1, rank: rank + $0, purpose: .data) }
         optimizer = config.optimizer.make(model.namedParameters())
         schedule = config.learningRateSchedule(lr: config.optimizer.lr)
         ema = EMA(of: model, decay: Float(config.ema.decay), warmup: config.ema.emaWarmup)
@@ -58,11 +61,17 @@ public final class DiffusionTask: TrainingTask {
         set { ema.resume(updates: newValue["ema_updates"] ?? 0) }
     }
     public var streams: [(purpose: String, stream: RandomStream)] {
-        get { [("noise", noiseStream), ("labels", labelStream), ("dropout", model.dropoutRandom.stream)] }
+        get {
+            func named(_ name: String, _ s: [RandomStream]) -> [(String, RandomStream)] {
+                s.enumerated().map { ($0.offset == 0 ? name : "\(name).\($0.offset)", $0.element) }
+            }
+            return named("noise", noiseStreams) + named("labels", labelStreams) + [("dropout", model.dropoutRandom.stream)]
+        }
         set {
-            noiseStream = newValue[0].stream
-            labelStream = newValue[1].stream
-            model.dropoutRandom.stream = newValue[2].stream
+            let n = noiseStreams.count
+            noiseStreams = newValue[0..<n].map(\.stream)
+            labelStreams = newValue[n..<2 * n].map(\.stream)
+            model.dropoutRandom.stream = newValue[2 * n].stream
         }
     }
     public var replicatedParameters: [(String, Tensor)] { model.namedParameters() }
@@ -82,6 +91,23 @@ public final class DiffusionTask: TrainingTask {
         { x, t, labels in net(x, timesteps: t, labels: labels) }
     }
 
+    /// The random parts of one micro-batch's loss: timesteps, noise and (when conditional)
+    /// labels after dropout, each rank's share of the rows from its own streams.
+    func draws(for batch: Batch) -> (t: [Int], noise: Tensor, labels: [Int]?) {
+        let shares = noiseStreams.count, rows = batch.images.shape[0] / shares
+        var t: [Int] = [], noise: [Tensor] = [], labels: [Int] = []
+        for k in 0..<shares {
+            let d = diffusion.trainingDraws(shape: [rows] + batch.images.shape.dropFirst(), stream: &noiseStreams[k])
+            t += d.t
+            noise.append(d.noise)
+            if settings.classes > 0 {
+                labels += labelDropout(labels: Array(batch.labels[k * rows..<(k + 1) * rows]), p: settings.diffusion.labelDropout,
+                                       nullClass: settings.classes, stream: &labelStreams[k])
+            }
+        }
+        return (t, shares == 1 ? noise[0] : Tensor.concat(noise, axis: 0), settings.classes > 0 ? labels : nil)
+    }
+
     /// One optimizer update from `train.grad_accum` micro-batches: loss, backward, gradient
     /// all-reduce, clipping, learning rate, optimizer, EMA. Metrics: this rank's mean loss,
     /// and the gradient norm before clipping (when clipping is on).
@@ -94,13 +120,9 @@ public final class DiffusionTask: TrainingTask {
             let batch = try next()
             // Overlapped all-reduces start only during the last micro-batch's backward.
             reducer?.startsDuringBackward = k == micro - 1
-            var labels: [Int]? = nil
-            if settings.classes > 0 {
-                labels = labelDropout(labels: batch.labels, p: settings.diffusion.labelDropout,
-                                      nullClass: settings.classes, stream: &labelStream)
-            }
+            let (t, noise, labels) = draws(for: batch)
             OpProfiler.mark("step: labels")
-            let loss = diffusion.trainingLoss(model: denoiser(model), x0: batch.images, labels: labels, stream: &noiseStream)
+            let loss = diffusion.trainingLoss(model: denoiser(model), x0: batch.images, labels: labels, t: t, noise: noise)
             total += Double(loss.item)
             (loss * scale).backward()
         }
