@@ -96,6 +96,9 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [3, 1, 2, 16], cout: 64, k: 3, stride: 1, padding: 1),             // Winograd-eligible, tiny image
         ConvCase(x: [2, 9, 8, 3], cout: 32, k: 4, stride: 2, padding: 1),              // few-channel backward-data (RGB input)
         ConvCase(x: [3, 7, 5, 1], cout: 20, k: 3, stride: 1, padding: 1),              // few-channel, 4 channels past the vectors
+        ConvCase(x: [37, 4, 4, 16], cout: 24, k: 4, stride: 1, padding: 0),            // full window: GEMM, 2 weight chunks
+        ConvCase(x: [3, 4, 4, 5], cout: 6, k: 4, stride: 2, padding: 0, bias: false),  // full window, stride 2
+        ConvCase(x: [5, 4, 4, 32], cout: 1, k: 4, stride: 1, padding: 0),              // DCGAN D's last layer
     ]
 
     static let transposedCases: [ConvCase] = [
@@ -104,6 +107,8 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 5, 4, 3], cout: 4, k: 3, stride: 1, padding: 1, bias: false),
         ConvCase(x: [2, 3, 4, 2], cout: 3, k: 1, stride: 2, padding: 0, outputPadding: 1),  // right padding −1
         ConvCase(x: [2, 1, 1, 8], cout: 4, k: 4, stride: 1, padding: 0),                    // DCGAN's z → 4×4
+        ConvCase(x: [35, 1, 1, 20], cout: 12, k: 4, stride: 1, padding: 0, bias: false),    // full window, 2 weight chunks
+        ConvCase(x: [3, 1, 1, 7], cout: 5, k: 3, stride: 2, padding: 0),                    // full window 3×3
         ConvCase(x: [2, 4, 3, 16], cout: 32, k: 4, stride: 2, padding: 1),                  // blocked weights
         ConvCase(x: [2, 3, 5, 3], cout: 2, k: 3, stride: 2, padding: 0),
         ConvCase(x: [40, 2, 3, 4], cout: 3, k: 4, stride: 2, padding: 1),                   // 2 weight-gradient chunks

@@ -85,7 +85,7 @@ public enum ConvBenchmark {
         /// exclude the time other processes hold the core, so they estimate the speed on an
         /// idle machine when the machine is shared.
         public var cpuBest: [Double]
-        /// The implementation of each pass (oneDNN's name, dnnl_sgemm, loom:single_output or loom:few_channels).
+        /// The implementation of each pass (oneDNN's name, dnnl_sgemm, loom:single_output, loom:few_channels or loom:full_window_sgemm).
         public var implementations: [String]
         /// Whether a training step runs backward-data (not for the stem: the images need no gradient).
         public var needsBackwardData: Bool
@@ -250,11 +250,12 @@ public enum ConvBenchmark {
                     ConvAlgorithm.current = a
                     var part = geo  // forward and backward-data run one share of the batch per thread
                     part.batch = geo.batch / max(1, min(Parallel.threads, geo.batch))
-                    let impls = [geo.dstC == 1 ? single : ConvPrimitive.get(part, .forward, bias: true).main.implementation,
+                    let full = FullWindowConv.handles(geo) ? "loom:full_window_sgemm" : nil
+                    let impls = [geo.dstC == 1 ? single : full ?? ConvPrimitive.get(part, .forward, bias: true).main.implementation,
                                  FewChannelConv.handles(geo) ? "loom:few_channels"
-                                    : ConvPrimitive.get(part, .backwardData, bias: false).main.implementation,
+                                    : full ?? ConvPrimitive.get(part, .backwardData, bias: false).main.implementation,
                                  geo.dstC == 1 ? single : geo.isPointwise ? "dnnl_sgemm"
-                                    : ConvPrimitive.get(chunk, .backwardWeights, bias: true).main.implementation]
+                                    : full ?? ConvPrimitive.get(chunk, .backwardWeights, bias: true).main.implementation]
                     timings[i].append(Timing(shape: shape, count: count, flops: geo.flops, best: best[i], median: median[i],
                                              cpuBest: cpuBest[i], implementations: impls,
                                              needsBackwardData: shape.cin != 1))  // cin 1: the stem, on the images

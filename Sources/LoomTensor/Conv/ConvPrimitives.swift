@@ -262,6 +262,7 @@ final class ConvPrimitive {
     /// dst = conv(src, W) (+ bias).
     static func forward(_ g: ConvGeometry, src: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         if g.dstC == 1 { return SingleOutputConv.forward(g, src: src, weight: weight, bias: bias) }
+        if FullWindowConv.handles(g) { return FullWindowConv.forward(g, src: src, weight: weight, bias: bias) }
         let out = Tensor(uninitialized: g.dstShape)
         let srcImage = g.srcH * g.srcW * g.srcC, dstImage = g.dstH * g.dstW * g.dstC
         let ps = src.data, pd = out.data, pb = bias?.data
@@ -278,6 +279,7 @@ final class ConvPrimitive {
     /// diff_src = convᵀ(diff_dst, W), the adjoint of `forward` in src.
     static func backwardData(_ g: ConvGeometry, diffDst: Tensor, weight: Tensor) -> Tensor {
         if FewChannelConv.handles(g) { return FewChannelConv.backwardData(g, diffDst: diffDst, weight: weight) }
+        if FullWindowConv.handles(g) { return FullWindowConv.backwardData(g, diffDst: diffDst, weight: weight) }
         let out = Tensor(uninitialized: g.srcShape)
         let srcImage = g.srcH * g.srcW * g.srcC, dstImage = g.dstH * g.dstW * g.dstC
         let pg = diffDst.data, pd = out.data
@@ -295,8 +297,8 @@ final class ConvPrimitive {
     static let weightChunkImages = 32
 
     /// diff_W (and diff_bias = diff_dst summed over N, H, W when `withBias`), the adjoint
-    /// of `forward` in W: one single-threaded primitive (or GEMM for 1×1, or Loom's loop for
-    /// one output channel) per chunk of
+    /// of `forward` in W: one single-threaded primitive (or GEMM for 1×1 and full-window kernels,
+    /// or Loom's loop for one output channel) per chunk of
     /// images, chunks spread over `Parallel.threads`, partial results added in chunk order.
     static func backwardWeights(_ g: ConvGeometry, src: Tensor, diffDst: Tensor, withBias: Bool) -> (Tensor, Tensor?) {
         let per = weightChunkImages, chunks = (g.batch + per - 1) / per
@@ -320,6 +322,10 @@ final class ConvPrimitive {
                 }
                 if g.isPointwise {
                     pointwiseBackwardWeights(cg, src: x, diffDst: dy, diffWeights: w, diffBias: bias)
+                    continue
+                }
+                if FullWindowConv.handles(g) {
+                    FullWindowConv.backwardWeights(cg, src: x, diffDst: dy, diffWeights: w, diffBias: bias)
                     continue
                 }
                 var args: [(Int32, UnsafeMutableRawPointer)] = [
