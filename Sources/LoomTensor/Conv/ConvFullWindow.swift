@@ -1,5 +1,3 @@
-import COpenBLAS
-
 /// Convolutions whose kernel covers the whole unpadded src and so leave one dst pixel: a
 /// DCGAN generator's first layer (z as a 1×1 image → 4×4 by a transposed convolution, which
 /// is this pass backward-data) and a discriminator's last layer. Each pass is then one GEMM
@@ -14,13 +12,13 @@ enum FullWindowConv {
         g.padding == 0 && g.dstH == 1 && g.dstW == 1 && g.kh == g.srcH && g.kw == g.srcW
     }
 
-    /// Row-major C[m, n] = op(A)·op(B) + beta·C on OpenBLAS (single-threaded in Loom).
+    /// Row-major C[m, n] = op(A)·op(B) + beta·C, single-threaded (`sgemmCall`).
     @inline(__always)
     private static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
                              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                              beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        sgemmCall(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb,
+                  beta: beta, c: c, ldc: ldc)
     }
 
     /// `images` NHWC images [taps, C] → [C, taps] (the weights' (c, i, j) order), or back.
