@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LoomDistributed
 import LoomNN
+import LoomStorage
 import LoomTensor
 import LoomTraining
 
@@ -218,6 +219,30 @@ func compareStepMetrics(_ mine: [(String, Double)], _ expected: [(String, Double
             throw ValidationError("step \(step): mean of the ranks' \(name) \(mean) differs from the whole-batch \(name) \(want)")
         }
     }
+    return worst
+}
+
+/// Trains `replica` on this rank's rows and `reference` on the whole global batches that
+/// `globalBatch` makes (one per batch a step asks for, shared by both), comparing the step
+/// metrics every step and every network at the end, then checks the replicas are alike.
+/// Returns the worst relative difference.
+func compareWithWholeBatch(_ replica: TrainingTask, _ reference: TrainingTask, steps: Int, batch: Int, tolerance: Double,
+                           over comm: Communicator, globalBatch: () -> Batch) throws -> Double {
+    let rows = comm.rank * batch..<(comm.rank + 1) * batch
+    var worst = 0.0
+    for step in 1...steps {
+        var globals: [Batch] = []
+        let mine = try replica.trainStep {
+            let g = globalBatch()
+            globals.append(g)
+            return Batch(images: g.images.sliced(axis: 0, rows), labels: g.labels.isEmpty ? [] : Array(g.labels[rows]))
+        }
+        var k = 0
+        let expected = try reference.trainStep { defer { k += 1 }; return globals[k] }
+        worst = max(worst, try compareStepMetrics(mine, expected, step: step, tolerance: tolerance, over: comm))
+    }
+    worst = max(worst, try compareNetworks(replica, reference, steps: steps, tolerance: tolerance))
+    try Replicas.verify(replica.networks.flatMap { g in g.tensors.map { ("\(g.name).\($0.0)", $0.1) } }, over: comm)
     return worst
 }
 

@@ -52,23 +52,16 @@ struct SelfTestDiffusionDDP: ParsableCommand {
             let reference = DiffusionTask(config: whole, settings: whole.diffusionFamily!, rank: 0, communicator: nil, streams: n)
             try replica.broadcastNetworks(over: comm)
 
-            // Global batches from a fixed stream; rank r takes rows r·B ..< (r+1)·B.
+            // Global batches from a fixed stream; rank r takes rows r·B ..< (r+1)·B. grad_norm
+            // is computed after the all-reduce: every rank's equals the whole batch's.
             var data = RandomStream(seed: 79, purpose: .data)
             let shape = local.family.sampleShape
-            var worstMetric = 0.0
-            for step in 1...steps {
+            let worst = try compareWithWholeBatch(replica, reference, steps: steps, batch: batch, tolerance: Self.tolerance, over: comm) {
                 let images = Tensor.uniform([n * batch] + shape, low: -1, high: 1, stream: &data)
-                let labels = (0..<n * batch).map { _ in data.nextInt(below: 3) }
-                let rows = r * batch..<(r + 1) * batch
-                let mine = try replica.trainStep { Batch(images: images.sliced(axis: 0, rows), labels: Array(labels[rows])) }
-                let expected = try reference.trainStep { Batch(images: images, labels: labels) }
-                // grad_norm is computed after the all-reduce: every rank's equals the whole batch's.
-                worstMetric = max(worstMetric, try compareStepMetrics(mine, expected, step: step, tolerance: Self.tolerance, over: comm))
+                return Batch(images: images, labels: (0..<n * batch).map { _ in data.nextInt(below: 3) })
             }
-            let worstNetwork = try compareNetworks(replica, reference, steps: steps, tolerance: Self.tolerance)
-            try Replicas.verify(replica.replicatedParameters, over: comm)
             print("rank \(r): selftest diffusion-ddp \(model)\(learnSigma ? " learn_sigma" : "") ok over \(n) ranks, \(steps) steps "
-                  + "(max rel diff \(scientific(max(worstNetwork, worstMetric))))")
+                  + "(max rel diff \(scientific(worst)))")
         }
     }
 }

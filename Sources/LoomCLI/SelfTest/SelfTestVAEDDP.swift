@@ -53,18 +53,11 @@ struct SelfTestVAEDDP: ParsableCommand {
             // Global batches from a fixed stream; rank r takes rows r·B ..< (r+1)·B.
             var data = RandomStream(seed: 78, purpose: .data)
             let shape = local.family.sampleShape
-            var worstMetric = 0.0
-            for step in 1...steps {
-                let global = Tensor.uniform([n * batch] + shape, low: -1, high: 1, stream: &data)
-                let rows = r * batch..<(r + 1) * batch
-                let mine = try replica.trainStep { Batch(images: global.sliced(axis: 0, rows), labels: []) }
-                let expected = try reference.trainStep { Batch(images: global, labels: []) }
-                worstMetric = max(worstMetric, try compareStepMetrics(mine, expected, step: step, tolerance: Self.tolerance, over: comm))
+            let worst = try compareWithWholeBatch(replica, reference, steps: steps, batch: batch, tolerance: Self.tolerance, over: comm) {
+                Batch(images: Tensor.uniform([n * batch] + shape, low: -1, high: 1, stream: &data), labels: [])
             }
-            let worstNetwork = try compareNetworks(replica, reference, steps: steps, tolerance: Self.tolerance)
-            try Replicas.verify(replica.replicatedParameters, over: comm)
             print("rank \(r): selftest vae-ddp \(model) ok over \(n) ranks, \(steps) steps "
-                  + "(max rel diff \(scientific(max(worstNetwork, worstMetric))))")
+                  + "(max rel diff \(scientific(worst)))")
         }
     }
 }
