@@ -104,7 +104,8 @@ public final class ClassifierTask: TrainingTask {
     /// on the weights of the log step and reported as accuracy × (steps in the window) there
     /// and 0 on the other steps, so the loop's window mean is the accuracy (as the VAEs' PSNR).
     func heldOutAccuracy(_ h: LabelledImages) -> Double {
-        guard step % config.logging.every == 0 || step == config.train.maxSteps, let start = windowStart else { return 0 }
+        guard step % config.logging.every == 0 || step == config.train.maxSteps, let start = windowStart,
+              let labels = h.labels else { return 0 }
         windowStart = step
         model.eval()
         defer { model.train() }
@@ -113,7 +114,7 @@ public final class ClassifierTask: TrainingTask {
         for lo in stride(from: 0, to: n, by: chunk) {
             let hi = min(n, lo + chunk)
             let logits = noGrad { model(h.images.sliced(axis: 0, lo..<hi)) }
-            right += Self.accuracy(logits: logits, labels: Array(h.labels![lo..<hi])) * Double(hi - lo)
+            right += Self.accuracy(logits: logits, labels: Array(labels[lo..<hi])) * Double(hi - lo)
         }
         return right / Double(n) * Double(step - start)
     }

@@ -53,11 +53,13 @@ public final class ProgressReporter {
         }
     }
 
-    /// Prints the final line (all done, total time).
+    /// Prints the final line (all done, total time), unless the work was too quick to have
+    /// printed anything before (under 2 s): a quick command's stderr stays empty.
     public func finish() {
         guard enabled else { return }
         done = total
-        emit(Date().timeIntervalSince(started), final: true)
+        let now = Date().timeIntervalSince(started)
+        if lastPrint > -Double.infinity || now >= 2 { emit(now, final: true) }
     }
 
     func emit(_ seconds: Double, final: Bool = false) {
