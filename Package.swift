@@ -2,7 +2,7 @@
 import Foundation
 import PackageDescription
 
-// Module direction (one way): LoomTensor ← LoomNN ← (models, diffusion) ← training ← LoomCLI.
+// Module direction (one way): LoomTensor ← LoomNN ← (models, diffusion, metrics) ← training ← LoomCLI.
 // MPI is only imported by LoomDistributed, HDF5 only by LoomStorage.
 // Vector width: Loom's kernels are written over SIMD16<Float>; without a target CPU the
 // compiler emits SSE only. The build machine's flags pick the CPU family (like -march=native);
@@ -63,14 +63,16 @@ let package = Package(
         .target(name: "LoomStorage", dependencies: ["CHDF5", "CZlib", "CPNG", "LoomTensor"], swiftSettings: native),
         .target(name: "LoomDiffusion", dependencies: ["LoomTensor"], swiftSettings: native),
         .target(name: "LoomModels", dependencies: ["LoomNN"], swiftSettings: native),
+        // Sample-quality metrics on feature sets (FD, KID, precision/recall, density/coverage).
+        .target(name: "LoomMetrics", dependencies: ["LoomTensor", "COpenBLAS"], swiftSettings: native),
         .target(name: "LoomTraining", dependencies: [
-            "LoomTensor", "LoomNN", "LoomModels", "LoomDiffusion", "LoomDistributed", "LoomStorage",
+            "LoomTensor", "LoomNN", "LoomModels", "LoomDiffusion", "LoomDistributed", "LoomStorage", "LoomMetrics",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: native),
         // `loom train`: supervises mpirun/srun children (no MPI calls of its own).
         .target(name: "LoomCoordinator", dependencies: ["LoomTraining", "LoomStorage"], swiftSettings: native),
         .executableTarget(name: "LoomCLI", dependencies: [
-            "LoomTensor", "LoomNN", "LoomDistributed", "LoomStorage", "LoomTraining", "LoomCoordinator",
+            "LoomTensor", "LoomNN", "LoomDistributed", "LoomStorage", "LoomTraining", "LoomCoordinator", "LoomMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: native),
 
@@ -78,6 +80,7 @@ let package = Package(
         .testTarget(name: "LoomNNTests", dependencies: ["LoomNN"]),
         .testTarget(name: "LoomDiffusionTests", dependencies: ["LoomDiffusion"], exclude: ["Fixtures"]),
         .testTarget(name: "LoomModelsTests", dependencies: ["LoomModels"]),
+        .testTarget(name: "LoomMetricsTests", dependencies: ["LoomMetrics", "LoomTensor"]),
         .testTarget(name: "LoomTrainingTests", dependencies: ["LoomTraining", "LoomTensor", "LoomModels", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "LoomCLITests", dependencies: ["LoomTensor", "LoomStorage", "LoomCoordinator"]),
     ],

@@ -162,6 +162,16 @@ extension GaussianDiffusion {
     /// noise (DDPM, DDIM with η > 0) comes from `stream`, one N(0, I) tensor per noisy step.
     public func sample(_ sampler: Sampler, model: Denoiser, noise: Tensor,
                        options: SamplingOptions = SamplingOptions(), stream: inout RandomStream) -> Tensor {
+        var s = stream
+        let out = sample(sampler, model: model, noise: noise, options: options) { Tensor.normal($0, stream: &s) }
+        stream = s
+        return out
+    }
+
+    /// Runs `sampler` from x_T, taking each noisy step's N(0, I) tensor of the given shape from
+    /// `draw` (e.g. one stream per image, so an image's samples do not depend on its batch).
+    public func sample(_ sampler: Sampler, model: Denoiser, noise: Tensor,
+                       options: SamplingOptions = SamplingOptions(), draw: ([Int]) -> Tensor) -> Tensor {
         noGrad {
             var x = noise
             switch sampler {
@@ -169,14 +179,14 @@ extension GaussianDiffusion {
                 let ts = samplingTimesteps(steps: steps ?? timesteps)
                 for (i, t) in ts.enumerated() {
                     let tPrev = i + 1 < ts.count ? ts[i + 1] : -1
-                    let z = tPrev >= 0 ? Tensor.normal(x.shape, stream: &stream) : nil
+                    let z = tPrev >= 0 ? draw(x.shape) : nil
                     x = ddpmStep(model: model, x: x, t: t, tPrev: tPrev, options: options, noise: z)
                 }
             case .ddim(let steps, let eta):
                 let ts = samplingTimesteps(steps: steps)
                 for (i, t) in ts.enumerated() {
                     let tPrev = i + 1 < ts.count ? ts[i + 1] : -1
-                    let z = eta > 0 && tPrev >= 0 ? Tensor.normal(x.shape, stream: &stream) : nil
+                    let z = eta > 0 && tPrev >= 0 ? draw(x.shape) : nil
                     x = ddimStep(model: model, x: x, t: t, tPrev: tPrev, eta: eta, options: options, noise: z)
                 }
             case .dpmSolver2M(let steps):

@@ -127,6 +127,27 @@ public final class Communicator: ReplicaReducer {
         return all
     }
 
+    /// Every rank's `values` concatenated in rank order on `root` (the other ranks get an
+    /// empty array); the ranks may hold different counts (distributed sampling's shares).
+    public func gather(_ values: [Float], root: Int = 0) throws -> [Float] {
+        let counts = try allGather(UInt64(values.count)).map(Int.init)
+        let total = counts.reduce(0, +)
+        guard total < Int(Int32.max) else {
+            throw DistributedError.mpi(call: "MPI_Gatherv of \(total) floats (at most 2^31 − 1)", code: MPI_ERR_COUNT)
+        }
+        var displacements = [Int32](repeating: 0, count: size)
+        for r in 1..<max(size, 1) where r < size { displacements[r] = displacements[r - 1] + Int32(counts[r - 1]) }
+        var out = [Float](repeating: 0, count: rank == root ? total : 0)
+        let counts32 = counts.map { Int32($0) }
+        try values.withUnsafeBufferPointer { mine in
+            try out.withUnsafeMutableBufferPointer { all in
+                try Communicator.check("MPI_Gatherv", MPI_Gatherv(mine.baseAddress, Int32(values.count), loom_mpi_float(),
+                                                                  all.baseAddress, counts32, displacements, loom_mpi_float(), Int32(root), comm))
+            }
+        }
+        return out
+    }
+
     /// Sums `values` over all ranks, in place.
     public func allReduceSum(_ values: inout [Double]) throws {
         let n = Int32(values.count)

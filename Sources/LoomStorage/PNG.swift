@@ -107,6 +107,26 @@ public enum PNG {
         }
     }
 
+    /// The PNG file bytes of an 8-bit image (in memory; TensorBoard's image summaries).
+    public static func encode(image i: Image8) throws -> [UInt8] {
+        guard let f = format(channels: i.channels), i.width > 0, i.height > 0, i.pixels.count == i.width * i.height * i.channels else {
+            throw StorageError.badArgument(name: "image", value: "\(i.width)×\(i.height)×\(i.channels)", expected: "a non-empty 1-4 channel image")
+        }
+        return try withImage { image in
+            image.pointee.width = UInt32(i.width)
+            image.pointee.height = UInt32(i.height)
+            image.pointee.format = f
+            var size = 0
+            // First call sizes the output, the second writes it.
+            var ok = i.pixels.withUnsafeBytes { png_image_write_to_memory(image, nil, &size, 0, $0.baseAddress, 0, nil) }
+            guard ok != 0, size > 0 else { throw StorageError.io(path: "(memory)", operation: "encode PNG", reason: message(image)) }
+            var out = [UInt8](repeating: 0, count: size)
+            ok = out.withUnsafeMutableBytes { o in i.pixels.withUnsafeBytes { png_image_write_to_memory(image, o.baseAddress, &size, 0, $0.baseAddress, 0, nil) } }
+            guard ok != 0 else { throw StorageError.io(path: "(memory)", operation: "encode PNG", reason: message(image)) }
+            return Array(out.prefix(size))
+        }
+    }
+
     /// Writes an 8-bit image.
     public static func write(path: String, image: Image8) throws {
         try write(path: path, pixels: image.pixels, width: image.width, height: image.height, channels: image.channels)

@@ -181,7 +181,7 @@ public struct DiffusionFamily: FamilySettings, Equatable {
                                            guidance: request.guidance), nil)
         }
         return (DiffusionSampling.sample(config: cfg, family: self, model: net, count: request.count, seed: request.seed,
-                                         label: request.label, guidance: request.guidance), nil)
+                                         label: request.label, guidance: request.guidance, first: request.first), nil)
     }
 }
 

@@ -15,22 +15,25 @@ public enum DiffusionSampling {
         }
     }
 
-    /// `count` samples `[count, H, W, C]` in [-1, 1] from `model` with noise from `seed`.
-    /// Conditional models get labels 0, 1, 2, … (or `label` for all) and the config's
-    /// guidance scale.
+    /// `count` samples `[count, H, W, C]` in [-1, 1] from `model`: images `first ..< first +
+    /// count` of a run seeded with `seed` (default the config's), each drawing its noise from its
+    /// own stream (`IndexedNoise`), so any split of a run gives the same images. Conditional
+    /// models get the label index mod classes (or `label` for all) and the config's guidance scale.
     public static func sample(config: RunConfig, family: DiffusionFamily, model: any DenoisingNetwork, count: Int, seed: UInt64? = nil,
-                              label: Int? = nil, guidance: Double? = nil) -> Tensor {
+                              label: Int? = nil, guidance: Double? = nil, first: Int = 0) -> Tensor {
         let m = family.network
         let diffusion = family.diffusion.gaussianDiffusion  // weighting and offset noise only matter in training
-        var stream = RandomStream(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), purpose: .sampling)
-        let noise = Tensor.normal([count, m.imageSize, m.imageSize, m.inChannels], stream: &stream)
-        let options = samplingOptions(config: config, classes: m.classes, labels: label.map { [Int](repeating: $0, count: count) },
+        let indices = first..<(first + count)
+        var noise = IndexedNoise(seed: seed ?? UInt64(bitPattern: Int64(config.seed)), indices: indices)
+        let start = noise.normal([m.imageSize, m.imageSize, m.inChannels])
+        let options = samplingOptions(config: config, classes: m.classes,
+                                      labels: IndexedNoise.labels(indices: indices, classes: m.classes, label: label),
                                       count: count, guidance: guidance)
         model.eval()
         defer { model.train() }
         let out = diffusion.sample(sampler(config.sample, timesteps: family.diffusion.timesteps),
                                    model: { x, t, y in model(x, timesteps: t, labels: y) },
-                                   noise: noise, options: options, stream: &stream)
+                                   noise: start, options: options) { noise.normal(shape: $0) }
         return noGrad { out.clamped(min: -1, max: 1) }
     }
 

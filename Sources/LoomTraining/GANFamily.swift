@@ -118,7 +118,7 @@ public struct GANFamily: FamilySettings, Equatable {
             return (GANTask.generate(g, z: z, labels: labels), points)
         }
         let columns = model.classes > 0 && request.label == nil && request.count >= model.classes ? model.classes : nil
-        return (GANTask.sample(g, count: request.count, seed: request.seed, label: request.label), columns)
+        return (GANTask.sample(g, count: request.count, seed: request.seed, label: request.label, first: request.first), columns)
     }
 
     /// `rows × points` latent vectors: row r walks from `ends[2r]` to `ends[2r+1]` along the

@@ -105,13 +105,14 @@ public final class GANTask: TrainingTask {
         return GANTask.sample(g, count: count, seed: UInt64(bitPattern: Int64(config.seed)))
     }
 
-    /// `count` images from `g` with latents from `seed`; a conditional G gets `label` for
-    /// every image, or 0, 1, 2, … in turn.
-    static func sample(_ g: DCGANGenerator, count: Int, seed: UInt64, label: Int? = nil) -> Tensor {
-        var stream = RandomStream(seed: seed, purpose: .sampling)
-        let z = Tensor.normal([count, g.config.zDim], stream: &stream)
-        let k = g.config.classes
-        return generate(g, z: z, labels: k > 0 ? (0..<count).map { label ?? ($0 % k) } : nil)
+    /// Images `first ..< first + count` of a run seeded with `seed` from `g`, each latent from
+    /// the image's own stream (`IndexedNoise`); a conditional G gets `label` for every image, or
+    /// the index mod classes.
+    public static func sample(_ g: DCGANGenerator, count: Int, seed: UInt64, label: Int? = nil, first: Int = 0) -> Tensor {
+        let indices = first..<(first + count)
+        var noise = IndexedNoise(seed: seed, indices: indices)
+        let z = noise.normal([g.config.zDim])
+        return generate(g, z: z, labels: IndexedNoise.labels(indices: indices, classes: g.config.classes, label: label))
     }
 
     /// G's images for `z` in eval mode (batch-norm running statistics), off the tape.

@@ -43,7 +43,11 @@ public protocol FamilySettings {
 public struct SampleRequest {
     public var count = 64
     public var seed: UInt64 = 0
-    /// Every image of this class (conditional models); nil: 0, 1, 2, … in turn.
+    /// The run index of the first image: image i (of `count`) is image `first + i` of the run
+    /// seeded with `seed`, with its own noise stream and label, so a run split into requests
+    /// (distributed sampling, evaluation) gives the same images as one request.
+    public var first = 0
+    /// Every image of this class (conditional models); nil: the run index mod classes.
     public var label: Int?
     /// Diffusion only: sampler, steps, η, guidance scale (nil: the config's).
     public var sampler: String?
@@ -73,7 +77,7 @@ public struct SampleOptionError: Error, CustomStringConvertible {
 
 /// Every model family Loom trains, in the order `model.type` values are listed in messages.
 public enum ModelFamilies {
-    public static let all: [any FamilySettings.Type] = [DiffusionFamily.self, GANFamily.self, VAEFamily.self]
+    public static let all: [any FamilySettings.Type] = [DiffusionFamily.self, GANFamily.self, VAEFamily.self, ClassifierFamily.self]
 
     /// Every `model.type` value.
     public static var modelTypes: [String] { all.flatMap { $0.modelTypes } }

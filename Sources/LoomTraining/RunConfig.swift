@@ -21,6 +21,8 @@ public struct RunConfig {
     public var logging = LoggingSettings()
     public var sample = SampleSettings()
     public var checkpoint = CheckpointSettings()
+    /// Sample-quality metrics during training (`eval:`).
+    public var eval = EvalSettings()
     /// How `loom train` supervises the workers (watchdog, restarts, preemption).
     public var coordinator = CoordinatorSettings()
     /// The resolved config (every key with its effective value) as YAML text.
@@ -70,6 +72,8 @@ public struct RunConfig {
 
     public struct LoggingSettings {
         public var every = 10
+        /// Also write every logged scalar and sample grid as TensorBoard events in `RUN/tensorboard/`.
+        public var tensorboard = true
     }
 
     public struct SampleSettings {
@@ -183,6 +187,7 @@ public struct RunConfig {
         logging = try r.section("logging") { l in
             var s = LoggingSettings()
             s.every = try l.value("every", default: s.every, interval)
+            s.tensorboard = try l.value("tensorboard", default: s.tensorboard)
             return s
         }
         sample = try r.section("sample") { l in
@@ -215,7 +220,9 @@ public struct RunConfig {
             s.onDiskFull = try c.choice("on_disk_full", default: s.onDiskFull)
             return s
         }
+        eval = try r.section("eval") { try EvalSettings.read($0) }
         family = try readFamily(r)
+        try eval.check(file: r.file, config: self)
     }
 }
 

@@ -11,6 +11,8 @@ public struct RunDirectory {
     public var samples: URL { root.appendingPathComponent("samples") }
     public var metrics: URL { root.appendingPathComponent("metrics.jsonl") }
     public var config: URL { root.appendingPathComponent("config.yaml") }
+    /// TensorBoard event files (`tensorboard --logdir RUN/tensorboard`).
+    public var tensorboard: URL { root.appendingPathComponent("tensorboard") }
 
     /// Creates the folders (rank 0 only).
     public func create() throws {

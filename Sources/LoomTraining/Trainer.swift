@@ -17,6 +17,10 @@ public final class Trainer {
     var loader: DataLoader
     let checkpoints: CheckpointKeeper
     var metrics: MetricsLog?
+    /// Rank 0's TensorBoard events (`logging.tensorboard`).
+    var tensorboard: TensorBoardWriter?
+    /// Sample-quality metrics every `eval.every` steps (nil: off).
+    let evaluator: TrainingEvaluator?
     let log: (String) -> Void
     let control: RunControl
 
@@ -39,8 +43,10 @@ public final class Trainer {
             try run.create()
             try config.resolvedYAML.write(to: run.config, atomically: true, encoding: .utf8)
             metrics = try MetricsLog(run.metrics)
+            if config.logging.tensorboard { tensorboard = try TensorBoardWriter(folder: run.tensorboard.path) }
         }
         try comm.barrier()
+        evaluator = config.eval.every > 0 ? try TrainingEvaluator(config: config, communicator: comm, log: self.log) : nil
 
         var cursor = DataCursor()
         if resume, let restored = try checkpoints.restoreNewest(into: task, log: self.log) {
@@ -70,6 +76,7 @@ public final class Trainer {
             throw ConfigError.invalidValue(file: "config", path: "model.num_classes",
                                            reason: "is \(family.classes) (a conditional model) but the dataset \(config.data.path) has no labels")
         }
+        try TrainingEvaluator.check(config)
         return dataset
     }
 
@@ -113,8 +120,18 @@ public final class Trainer {
                 log(String(format: "step %d/%d  %@  %.1f img/s  %@  ETA %@", task.step, c.maxSteps, values, rate,
                            lrs.map { String(format: "%@ %.2e", $0.0, $0.1) }.joined(separator: "  "), eta))
                 var fields: [String: Any] = ["step": task.step, "images_per_s": rate, "epoch": cursor.epoch, "time": now()]
-                for (k, v) in means + lrs { fields[k] = v }
+                var quality: [(String, Double)] = []
+                if let e = evaluator, e.isDue(step: task.step) {
+                    let started = now()
+                    if let q = try e.evaluate(task: task) {
+                        quality = q.named
+                        log(String(format: "eval step %d: %@  (%d samples, %.0f s)", task.step, q.line, q.count, now() - started))
+                    }
+                }
+                for (k, v) in means + lrs + quality { fields[k] = v }
                 try metrics?.append(fields)
+                try tensorboard?.scalars(fields.compactMap { k, v in k == "step" ? nil : (v as? Double ?? (v as? Int).map(Double.init)).map { (k, $0) } }
+                    .sorted { $0.0 < $1.0 }, step: task.step)
             }
             if c.checkReplicasEvery > 0 && task.step % c.checkReplicasEvery == 0 {
                 try Replicas.verify(task.replicatedParameters, over: comm)
@@ -158,8 +175,9 @@ public final class Trainer {
     /// `RUN/samples/step-XXXXXXXX.png`.
     func writeSamples() throws {
         let url = run.samples.appendingPathComponent(String(format: "step-%08d.png", task.step))
-        let grid = try task.preview(count: config.sample.n)
-        try PNG.writeGrid(path: url.path, images: grid, columns: previewColumns)
+        let grid = try PNG.grid(images: task.preview(count: config.sample.n), columns: previewColumns)
+        try PNG.write(path: url.path, image: grid)
+        try tensorboard?.image("samples", grid, step: task.step)
         log("samples: \(url.path)")
     }
 

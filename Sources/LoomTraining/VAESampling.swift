@@ -44,10 +44,11 @@ public enum VAESampling {
         return noGrad { family.images(fromDecoded: model.decode(model.encode(images).mean)) }
     }
 
-    /// `count` images decoded from prior draws z ~ N(0, I) with noise from `seed`.
-    public static func prior(_ model: any VariationalAutoencoder, family: VAEFamily, count: Int, seed: UInt64) -> Tensor {
-        var stream = RandomStream(seed: seed, purpose: .sampling)
-        return decode(model, family: family, Tensor.normal([count] + model.latentShape, stream: &stream))
+    /// Images `first ..< first + count` of a run seeded with `seed`, decoded from prior draws
+    /// z ~ N(0, I), each from the image's own stream (`IndexedNoise`).
+    public static func prior(_ model: any VariationalAutoencoder, family: VAEFamily, count: Int, seed: UInt64, first: Int = 0) -> Tensor {
+        var noise = IndexedNoise(seed: seed, indices: first..<(first + count))
+        return decode(model, family: family, noise.normal(model.latentShape))
     }
 
     /// Images in [-1, 1] decoded from latents `z` (eval mode, off the tape).
@@ -107,7 +108,7 @@ public enum VAESampling {
         }
         let m = try model(family: family, checkpoint: checkpoint)
         guard let points = request.interpolate else {
-            return (prior(m, family: family, count: request.count, seed: request.seed), nil)
+            return (prior(m, family: family, count: request.count, seed: request.seed, first: request.first), nil)
         }
         let rows = request.count
         guard let held = try HeldOutImages.load(config: config, count: 2 * rows), held.images.shape[0] == 2 * rows else {

@@ -51,7 +51,7 @@ import Testing
         try refuses(["sample", ckpt, out, "--threads", "100000"], "--threads must be between 1 and 256, found 100000")
         try refuses(["sample", ckpt, out, "--seed=-1"], "The value '-1' is invalid for '--seed <seed>'")
         try refuses(["sample", ckpt, out, "--bogus"], "Unknown option '--bogus'")
-        try refuses(["sample", ckpt], "Missing expected argument '<output>'")
+        try refuses(["sample", ckpt], "give an output PNG, --raw OUT.h5, or both")
         try refuses(["sample", ckpt, "/nonexistent/dir/x.png", "--n", "1", "--steps", "1"], "/nonexistent/dir/x.png")
         try refuses(["sample", ckpt, out, "--n", "1", "--steps", "1", "--raw", "/nonexistent/dir/raw.h5"], "/nonexistent/dir/raw.h5")
         try refuses(["sample", folder + "/none.h5", out], folder + "/none.h5")

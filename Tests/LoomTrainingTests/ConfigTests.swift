@@ -155,7 +155,7 @@ import Testing
         #expect(reason(["gan.loss=wgan_gp", "model.d_norm=none"]) == nil)
         #expect(reason(["gan.loss=wgan", "gan.r1_gamma=10"])?.contains("'gan.r1_gamma' applies to the bce and hinge losses") == true)
         #expect(reason(["train.grad_accum=2"]) == "(defaults): 'train.grad_accum' does not apply to model.type dcgan")
-        #expect(reason(["model.type=stylegan"])?.contains("'model.type' must be one of unet, dit, dcgan, mlp_vae, conv_vae, kl_autoencoder, found 'stylegan'") == true)
+        #expect(reason(["model.type=stylegan"])?.contains("'model.type' must be one of unet, dit, dcgan, mlp_vae, conv_vae, kl_autoencoder, classifier, found 'stylegan'") == true)
         #expect(reason(["model.d_conditioning=labels"])?.contains("must be one of projection, channels") == true)
     }
 

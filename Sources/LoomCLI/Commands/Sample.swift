@@ -1,23 +1,27 @@
 import ArgumentParser
 import Foundation
 import LoomDiffusion
+import LoomDistributed
 import LoomModels
 import LoomStorage
 import LoomTensor
 import LoomTraining
 
-/// `loom sample CKPT OUT.png`: a grid of samples from a checkpoint's averaged weights.
+/// `loom sample CKPT OUT.png`: a grid of samples from a checkpoint's averaged weights; under
+/// `mpirun -np N` the images are split over the ranks (the same file for any N).
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Sample images from a checkpoint's EMA weights into a PNG grid (and optionally HDF5).",
+        abstract: "Sample images from a checkpoint's EMA weights into a PNG grid and/or HDF5 (--raw).",
         discussion: "Works for every model family: diffusion models (--sampler, --steps, --eta, --guidance), GANs "
-            + "and VAEs (--interpolate; VAEs decode prior draws). Conditional models take --class.")
+            + "and VAEs (--interpolate; VAEs decode prior draws). Conditional models take --class. Under "
+            + "`mpirun -np N` the images are split over the ranks in chunks of --batch; image i's noise comes from "
+            + "its own stream (seed, i), so the output is the same for any N.")
 
     @Argument(help: "Checkpoint file, a `latest` pointer, a run folder, or an export from `loom export`.")
     var checkpoint: String
 
-    @Argument(help: "Output PNG grid.")
-    var output: String
+    @Argument(help: "Output PNG grid (optional with --raw).")
+    var output: String?
 
     @Option(help: "Diffusion: ddpm, ddim or dpm_solver (default: the config's).")
     var sampler: String?
@@ -55,11 +59,17 @@ struct Sample: ParsableCommand {
     @Option(help: "Diffusion inpainting: run each step this many times, noising back in between (RePaint; ddpm or ddim).")
     var resample: Int?
 
-    @Option(help: "Also write the raw samples ([N, H, W, C] float32 in [-1, 1], dataset `samples`) to this HDF5 file.")
+    @Option(help: "Also write the raw samples ([N, H, W, C] float32 in [-1, 1], dataset `samples`; `labels` for conditional models; the sampler settings as attributes) to this HDF5 file.")
     var raw: String?
+
+    @Option(help: "Images computed together (one chunk of the work; ranks take chunks in turn).")
+    var batch = 64
 
     @Option(help: "Threads.")
     var threads = 1
+
+    @Flag(help: "No progress line on stderr.")
+    var quiet = false
 
     func validate() throws {
         try OptionError.check("--n", n, in: 1...10_000)
@@ -71,6 +81,8 @@ struct Sample: ParsableCommand {
             try OptionError.check("--n × --interpolate", n * interpolate, in: 2...10_000)
         }
         try OptionError.check("--threads", threads, in: 1...256)
+        try OptionError.check("--batch", batch, in: 1...10_000)
+        if output == nil && raw == nil { throw ValidationError("give an output PNG, --raw OUT.h5, or both") }
         if let strength { try OptionError.check("--strength", strength, in: 0...1) }
         if let resample { try OptionError.check("--resample", resample, in: 1...100) }
         if initImages == nil, let option = [("--strength", strength != nil), ("--mask", mask != nil), ("--resample", resample != nil)].first(where: { $0.1 }) {
@@ -79,11 +91,20 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
+        let comm: Communicator?
+        do { comm = try DistributedSampling.launchedCommunicator() } catch {
+            FileHandle.standardError.write(Data("loom sample: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let rank = comm?.rank ?? 0, ranks = comm?.size ?? 1
         do {
             Parallel.setThreads(threads)
             let state = try CheckpointStore.read(checkpoint)
             let cfg = try RunConfig.parse(yaml: state.configYAML, name: "\(checkpoint) (/meta/config)")
             let classes = cfg.family.classes
+            if cfg.classifierFamily != nil {
+                throw ValidationError("\(checkpoint) is a classifier (model.type classifier): it does not generate images; use it as `loom eval --features`")
+            }
             if let c = classLabel, classes == 0 || !(0..<classes).contains(c) {
                 throw OptionError(option: "--class", value: "\(c)",
                                   expected: classes == 0 ? "absent: this model is unconditional" : "in 0..<\(classes) (the model's classes)")
@@ -94,11 +115,16 @@ struct Sample: ParsableCommand {
             if let s = sampler, cfg.diffusionFamily != nil, SamplerType(rawValue: s) == nil {
                 throw OptionError(option: "--sampler", value: "'\(s)'", expected: "one of \(SamplerType.allCases.map(\.rawValue).joined(separator: ", "))")
             }
+            let whole = interpolate != nil || initImages != nil
+            if whole && ranks > 1 {
+                throw ValidationError("\(interpolate != nil ? "--interpolate" : "--init") runs in one process: start loom sample without mpirun")
+            }
             // Sampling keeps fewer activations than training; the training estimate bounds it.
-            let drawn = n * (interpolate ?? 1) * (classes > 0 ? 2 : 1)
+            let drawn = (whole ? n * (interpolate ?? 1) : min(n, batch)) * (classes > 0 ? 2 : 1)
             let bytes = cfg.family.modelSize.trainingBytes(batch: drawn), memory = Double(ProcessInfo.processInfo.physicalMemory)
             if bytes > memory {
-                throw OptionError(option: "--n", value: "\(n)", expected: String(format: "smaller: %d images need up to %.1f GB, this machine has %.1f GB", drawn, bytes / 1e9, memory / 1e9))
+                throw OptionError(option: whole ? "--n" : "--batch", value: "\(whole ? n : batch)",
+                                  expected: String(format: "smaller: %d images need up to %.1f GB, this machine has %.1f GB", drawn, bytes / 1e9, memory / 1e9))
             }
             var request = SampleRequest()
             request.count = n
@@ -120,17 +146,63 @@ struct Sample: ParsableCommand {
                 }
             }
             ConvAlgorithm.current = cfg.convAlgorithm
-            let (images, columns) = try cfg.family.sample(config: cfg, checkpoint: state, request: request)
-            try PNG.writeGrid(path: output, images: images, columns: columns)
-            if let raw {
-                let file = try H5File.create(raw, overwrite: true)
-                try file.root.write("samples", values: images.array, shape: images.shape)
-                file.close()
+            var columns: Int?
+            let images: Tensor?
+            if whole {
+                let out = try cfg.family.sample(config: cfg, checkpoint: state, request: request)
+                (images, columns) = (out.images, out.columns)
+            } else {
+                let progress = ProgressReporter(label: "sample", total: n, enabled: !quiet && rank == 0)
+                images = try DistributedSampling.run(total: n, batch: batch, rowShape: cfg.family.sampleShape,
+                                                     communicator: comm, progress: progress) { chunk in
+                    var part = request
+                    part.first = chunk.lowerBound
+                    part.count = chunk.count
+                    let out = try cfg.family.sample(config: cfg, checkpoint: state, request: part)
+                    if chunk.lowerBound == 0 { columns = out.columns }
+                    return out.images
+                }
+                if columns == nil, classLabel == nil, classes > 0, n >= classes, cfg.diffusionFamily != nil { columns = classes }
             }
-            print("wrote \(output)" + (raw.map { " and \($0)" } ?? ""))
+            guard rank == 0, let images else { return }
+            if let output { try PNG.writeGrid(path: output, images: images, columns: columns) }
+            if let raw { try writeRaw(raw, images: images, config: cfg, state: state, whole: whole) }
+            print("wrote " + [output, raw].compactMap { $0 }.joined(separator: " and "))
+        } catch let error as ExitCode {
+            throw error
         } catch {
+            // One failing rank must not leave the others waiting in a gather forever.
+            if ranks > 1 { comm?.abort("loom sample: \(error)") }
             FileHandle.standardError.write(Data("loom sample: \(error)\n".utf8))
             throw ExitCode(1)
         }
+    }
+
+    /// The raw samples, their labels (conditional models) and what made them, as HDF5.
+    func writeRaw(_ path: String, images: Tensor, config cfg: RunConfig, state: CheckpointState, whole: Bool) throws {
+        let file = try H5File.create(path, overwrite: true)
+        defer { file.close() }
+        try file.root.write("samples", values: images.array, shape: images.shape)
+        let classes = cfg.family.classes
+        if classes > 0, !whole {
+            try file.root.write("labels", values: (0..<n).map { Int64(classLabel ?? ($0 % classes)) }, shape: [n])
+        }
+        let root = file.root
+        try root.setAttribute("loom_format", "loom-samples")
+        try root.setAttribute("checkpoint", checkpoint)
+        try root.setAttribute("step", state.step)
+        try root.setAttribute("model_type", cfg.family.modelType)
+        try root.setAttribute("seed", Int(bitPattern: UInt(seed)))
+        try root.setAttribute("count", images.shape[0])
+        try root.setAttribute("batch", batch)
+        if let classLabel { try root.setAttribute("class", classLabel) }
+        if cfg.diffusionFamily != nil {
+            try root.setAttribute("sampler", sampler ?? cfg.sample.sampler.rawValue)
+            try root.setAttribute("steps", steps ?? cfg.sample.steps)
+            try root.setAttribute("eta", eta ?? cfg.sample.eta)
+            if classes > 0 { try root.setAttribute("guidance", guidance ?? cfg.sample.guidance) }
+        }
+        if let interpolate { try root.setAttribute("interpolate", interpolate) }
+        if let initImages { try root.setAttribute("init", initImages) }
     }
 }
