@@ -48,9 +48,14 @@ def run(cmd, env=None):
     """Runs `cmd` (under /usr/bin/time when present); returns its stdout and peak RSS in MB of
     its largest process (time reports the maximum over the waited-for process tree)."""
     full = [TIME, "-f", "LOOMTIME_MAXRSS %M"] + cmd if os.access(TIME, os.X_OK) else cmd
-    r = subprocess.run(full, capture_output=True, text=True, env=env, cwd=ROOT)
-    if r.returncode != 0:
-        sys.exit(f"compare-pytorch: {' '.join(cmd)} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
+    for attempt in (1, 2):  # one retry: a crash at exit (seen once in gloo's teardown) loses no run
+        r = subprocess.run(full, capture_output=True, text=True, env=env, cwd=ROOT)
+        if r.returncode == 0:
+            break
+        print(f"compare-pytorch: {' '.join(cmd)} failed (exit {r.returncode}), attempt {attempt}:\n{r.stdout}{r.stderr}",
+              file=sys.stderr)
+    else:
+        sys.exit(f"compare-pytorch: {' '.join(cmd)} failed twice")
     m = re.findall(r"LOOMTIME_MAXRSS (\d+)", r.stderr)
     return r.stdout, (int(m[-1]) / 1024.0 if m else None)
 

@@ -122,6 +122,7 @@ def _worker(rank, world, threads, args, build, title):
         print(f"RESULT {setup} {best * world:.2f}", flush=True)
         print(f"PEAKRSS {setup} {rss.item():.0f}", flush=True)
     if dist:
+        dist.barrier()  # no rank leaves while another is still in a collective (gloo aborts then)
         dist.destroy_process_group()
 
 
