@@ -8,7 +8,7 @@ import LoomTraining
 /// `loom selftest forward CKPT IN.h5 OUT.h5`: the denoiser of a diffusion checkpoint (its
 /// `/ema` weights) on the inputs `x` ([N, H, W, C] float32), `t` and `labels` (int64, N each;
 /// labels optional) of IN.h5, written as `output`: for numerics checks against a second
-/// implementation (scripts/bench/pytorch_dit_parity.py).
+/// implementation (the W1/W2 checks of bench/pytorch/numerics.py use `selftest numerics`).
 struct SelfTestForward: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "forward")
 
