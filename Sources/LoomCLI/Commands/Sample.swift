@@ -55,7 +55,7 @@ struct Sample: ParsableCommand {
     @Option(help: "Diffusion inpainting: run each step this many times, noising back in between (RePaint; ddpm or ddim).")
     var resample: Int?
 
-    @Option(help: "Also write the raw samples ([N, H, W, C] float32 in [-1, 1], dataset `samples`) to this HDF5 file.")
+    @Option(help: "Also write the raw samples ([N, H, W, C] float32 in [-1, 1], dataset `samples`) to this HDF5 file; latent diffusion adds the scaled latents (dataset `latents`).")
     var raw: String?
 
     @Option(help: "Threads.")
@@ -81,7 +81,8 @@ struct Sample: ParsableCommand {
     func run() throws {
         do {
             Parallel.setThreads(threads)
-            let state = try CheckpointStore.read(checkpoint)
+            let file = try CheckpointStore.resolve(checkpoint)
+            let state = try CheckpointFile.read(file)
             let cfg = try RunConfig.parse(yaml: state.configYAML, name: "\(checkpoint) (/meta/config)")
             let classes = cfg.family.classes
             if let c = classLabel, classes == 0 || !(0..<classes).contains(c) {
@@ -109,8 +110,12 @@ struct Sample: ParsableCommand {
             request.eta = eta
             request.guidance = guidance
             request.interpolate = interpolate
+            request.checkpointPath = file
+            let latentSink = raw != nil ? LatentSink() : nil
+            request.latentSink = latentSink
             if let initImages {
-                let shape = cfg.family.sampleShape
+                // Latent diffusion edits images of its first stage's shape.
+                let shape = try cfg.diffusionFamily?.outputShape(checkpoint: state, path: file) ?? cfg.family.sampleShape
                 (request.initImages, request.initLabels) = try SampleInputs.images(initImages, shape: shape, limit: n)
                 request.strength = strength
                 request.resample = resample
@@ -125,6 +130,7 @@ struct Sample: ParsableCommand {
             if let raw {
                 let file = try H5File.create(raw, overwrite: true)
                 try file.root.write("samples", values: images.array, shape: images.shape)
+                if let latents = latentSink?.latents { try file.root.write("latents", values: latents.array, shape: latents.shape) }
                 file.close()
             }
             print("wrote \(output)" + (raw.map { " and \($0)" } ?? ""))

@@ -9,7 +9,8 @@ struct SelfTest: ParsableCommand {
         commandName: "selftest", abstract: "Checks run by the test suite under mpirun.",
         shouldDisplay: false, subcommands: [SelfTestAllReduce.self, SelfTestAbort.self, SelfTestMemory.self,
                                             SelfTestCheckpointCrash.self, SelfTestDDP.self, SelfTestSyncBN.self,
-                                            SelfTestGANDDP.self, SelfTestRead.self, SelfTestForward.self, SelfTestVAEDDP.self])
+                                            SelfTestGANDDP.self, SelfTestRead.self, SelfTestForward.self, SelfTestVAEDDP.self,
+                                            SelfTestLatents.self])
 }
 
 /// Runs `body` on this rank; an error on any rank ends the whole job with a message naming
