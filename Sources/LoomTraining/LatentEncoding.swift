@@ -64,37 +64,43 @@ public enum LatentEncoding {
         writer?.progress = progress
         let scaleSplit = splits.contains("train") ? "train" : splits[0]
         var statistics = LatentStatistics()
-        for split in splits {
-            let data = try ShardedDataset(folder: folder, split: split, expectedShape: stage.imageShape, expectedKind: .images)
-            defer { data.close() }
-            let n = data.count, b = options.batch
-            let batches = (n + b - 1) / b, rounds = (batches + ranks - 1) / ranks
-            var round = 0
-            /// One round: this rank's batch encoded, every batch of the round sent to rank 0 in order.
-            func next() throws -> [Float] {
-                defer { round += 1 }
-                var mine: [Float] = []
-                let k = round * ranks + rank
-                if k < batches { mine = try encode(data, (k * b)..<min((k + 1) * b, n), stage: stage, mode: mode) }
-                var out: [Float] = []
-                for root in 0..<ranks {
-                    let kk = round * ranks + root
-                    guard kk < batches else { break }
-                    var buffer = root == rank ? mine : [Float](repeating: 0, count: (min((kk + 1) * b, n) - kk * b) * perSample)
-                    if let c = communicator, ranks > 1 {
-                        let count = buffer.count
-                        try buffer.withUnsafeMutableBufferPointer { try c.broadcast($0.baseAddress!, count: count, root: root) }
+        // The hidden output folder goes on any failure (before an MPI abort could skip deinit).
+        do {
+            for split in splits {
+                let data = try ShardedDataset(folder: folder, split: split, expectedShape: stage.imageShape, expectedKind: .images)
+                defer { data.close() }
+                let n = data.count, b = options.batch
+                let batches = (n + b - 1) / b, rounds = (batches + ranks - 1) / ranks
+                var round = 0
+                /// One round: this rank's batch encoded, every batch of the round sent to rank 0 in order.
+                func next() throws -> [Float] {
+                    defer { round += 1 }
+                    var mine: [Float] = []
+                    let k = round * ranks + rank
+                    if k < batches { mine = try encode(data, (k * b)..<min((k + 1) * b, n), stage: stage, mode: mode) }
+                    var out: [Float] = []
+                    for root in 0..<ranks {
+                        let kk = round * ranks + root
+                        guard kk < batches else { break }
+                        var buffer = root == rank ? mine : [Float](repeating: 0, count: (min((kk + 1) * b, n) - kk * b) * perSample)
+                        if let c = communicator, ranks > 1 {
+                            let count = buffer.count
+                            try buffer.withUnsafeMutableBufferPointer { try c.broadcast($0.baseAddress!, count: count, root: root) }
+                        }
+                        if rank == 0 { out += buffer }
                     }
-                    if rank == 0 { out += buffer }
+                    if rank == 0 && split == scaleSplit { statistics.add(out, latentChannels: latent[2], mode: mode) }
+                    return out
                 }
-                if rank == 0 && split == scaleSplit { statistics.add(out, latentChannels: latent[2], mode: mode) }
-                return out
+                if let writer {
+                    try writer.addSplit(split, from: StreamedSamples(count: n, sampleCount: perSample, labels: data.labels, produce: next))
+                } else {
+                    while round < rounds { _ = try next() }
+                }
             }
-            if let writer {
-                try writer.addSplit(split, from: StreamedSamples(count: n, sampleCount: perSample, labels: data.labels, produce: next))
-            } else {
-                while round < rounds { _ = try next() }
-            }
+        } catch {
+            writer?.discard()
+            throw error
         }
         guard let writer else { return nil }
         let std = statistics.std
