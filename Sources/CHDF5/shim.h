@@ -36,4 +36,11 @@ static inline hid_t loom_h5p_file_access_checksummed(void) {
     if (p >= 0 && H5Pset_libver_bounds(p, H5F_LIBVER_V110, H5F_LIBVER_LATEST) < 0) { H5Pclose(p); return -1; }
     return p;
 }
+// File creation properties without modification times in object headers (the root group's
+// header would otherwise record the second it was written): the same content gives the same bytes.
+static inline hid_t loom_h5p_file_create_untimed(void) {
+    hid_t p = H5Pcreate(H5P_FILE_CREATE);
+    if (p >= 0 && H5Pset_obj_track_times(p, 0) < 0) { H5Pclose(p); return -1; }
+    return p;
+}
 #endif

@@ -9,7 +9,7 @@ struct LoomCommand: ParsableCommand {
         commandName: "loom",
         abstract: "Distributed data-parallel training of generative image models.",
         version: version,
-        subcommands: [Doctor.self, Prepare.self, Train.self, Worker.self, Status.self, Sample.self, Eval.self, Reconstruct.self, Inspect.self, Export.self, Bench.self, SelfTest.self]
+        subcommands: [Doctor.self, Prepare.self, Train.self, Worker.self, Status.self, Encode.self, Sample.self, Eval.self, Reconstruct.self, Inspect.self, Export.self, Bench.self, SelfTest.self]
     )
 }
 

@@ -66,9 +66,11 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
     public var source: String
     /// The splits by name.
     public var splits: [String: SplitIndex]
+    /// Latent data sets (`loom encode`): the autoencoder, the mode and the scale (absent otherwise).
+    public var latents: LatentRecord? = nil
 
     enum CodingKeys: String, CodingKey {
-        case format, version, kind, dtype, sampleShape = "sample_shape", classNames = "class_names", source, splits
+        case format, version, kind, dtype, sampleShape = "sample_shape", classNames = "class_names", source, splits, latents
     }
 
     /// Elements per sample.
@@ -111,6 +113,7 @@ public struct DatasetIndex: Codable, Equatable, Sendable {
         guard index.dtype == index.kind.element else {
             throw StorageError.schema(path: path, key: "dtype", expected: index.kind.element.rawValue, found: index.dtype.rawValue)
         }
+        try index.latents?.check(index: index, path: path)
         return index
     }
 

@@ -73,6 +73,11 @@ public final class DatasetWriter {
                              dtype: kind.element, sampleShape: sampleShape, classNames: classNames, source: source, splits: [:])
     }
 
+    /// Records how a latent data set was made (written into `index.json` at `commit`).
+    public func setLatents(_ record: LatentRecord) {
+        index.latents = record
+    }
+
     /// Bytes of one sample.
     public var sampleBytes: Int { index.sampleCount * index.dtype.byteSize }
 

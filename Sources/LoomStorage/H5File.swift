@@ -109,7 +109,11 @@ public final class H5File: @unchecked Sendable {
         // Object headers with checksums (see loom_h5p_file_access_checksummed).
         let access = try H5Library.check(loom_h5p_file_access_checksummed(), path, "create file access properties")
         defer { H5Pclose(access) }
-        let id = try H5Library.check(H5Fcreate(path, flags, H5Library.plist, access), path, "create HDF5 file")
+        // No modification times in object headers: the same content writes the same bytes
+        // (`loom encode` at 1 and 2 ranks, `loom prepare` twice give equal content checksums).
+        let creation = try H5Library.check(loom_h5p_file_create_untimed(), path, "create file creation properties")
+        defer { H5Pclose(creation) }
+        let id = try H5Library.check(H5Fcreate(path, flags, creation, access), path, "create HDF5 file")
         return H5File(path: path, id: id)
     }
 
@@ -237,6 +241,7 @@ public final class H5Group: H5AttributeHolder, @unchecked Sendable {
         defer { H5Sclose(space) }
         let dcpl = try H5Library.check(H5Pcreate(loom_h5p_dataset_create()), path, "create properties for \(full)")
         defer { H5Pclose(dcpl) }
+        try H5Library.check(H5Pset_obj_track_times(dcpl, false), path, "turn off modification times of \(full)")
         let empty = shape.contains(0) || shape.isEmpty
         if !empty, chunks != nil || compression > 0 || checksum {
             let wanted = chunks ?? shape

@@ -41,7 +41,7 @@ final class CheckpointKeeper {
             step: task.step, epoch: cursor.epoch, cursor: cursor,
             counters: task.counters,
             rng: rng, configYAML: config.resolvedYAML, loomVersion: CheckpointKeeper.version,
-            worldSize: comm.size, datasetChecksums: datasetChecksums)
+            worldSize: comm.size, datasetChecksums: datasetChecksums, metadata: task.checkpointMetadata)
         // Foreground while a write is fast (a W1 checkpoint takes ~0.1 s), background past 1 s.
         if let url = try store.save(state, mode: .recommended) { log("checkpoint: \(url.path)") }
     }

@@ -46,21 +46,25 @@ public struct DiffusionSettings: Equatable {
     }
 }
 
-/// Pixel-space diffusion with a U-Net (`model.type: unet`, defaults: workload W1): the
-/// `model:` section is the U-Net's shape, `diffusion:` the process.
+/// Diffusion with a U-Net (`model.type: unet`, defaults: workload W1) or a DiT: the `model:`
+/// section is the denoiser's shape, `diffusion:` the process; with `first_stage:` the
+/// denoiser models the latents of a frozen autoencoder (latent diffusion) instead of pixels.
 public struct DiffusionFamily: FamilySettings, Equatable {
     public static let modelTypes = ["unet", "dit"]
-    public static let sections = ["diffusion"]
+    public static let sections = ["diffusion", "first_stage"]
     /// The denoiser: `model.type` unet (W1's defaults) or dit (W2's).
     public var network = DenoiserConfig.unet(UNetConfig())
     public var diffusion = DiffusionSettings()
+    /// Latent diffusion's autoencoder (nil: pixel space).
+    public var firstStage: FirstStageSettings?
 
     public init() {}
 
     public var modelType: String { network.type }
+    /// The denoiser's `[H, W, C]`: an image, or with a first stage one latent.
     public var sampleShape: [Int] { [network.imageSize, network.imageSize, network.inChannels] }
     public var classes: Int { network.classes }
-    public var summary: String { network.summary }
+    public var summary: String { network.summary + (firstStage.map { ", on the latents of \($0.checkpoint)" } ?? "") }
     public var modelSize: ModelSize { network.size }
     public var sizeKeys: [String] {
         switch network {
@@ -92,6 +96,16 @@ public struct DiffusionFamily: FamilySettings, Equatable {
             return s
         }
         f.network = f.network.learningSigma(f.diffusion.learnSigma)
+        // Read only when present, so that pixel-space configs resolve as before.
+        if root.mapping?["first_stage"] != nil {
+            f.firstStage = try root.section("first_stage") { fs in
+                var s = FirstStageSettings()
+                s.checkpoint = try fs.value("checkpoint", default: s.checkpoint) {
+                    $0.isEmpty ? "must name the KL autoencoder's checkpoint (a file, a `latest` pointer or a run folder)" : nil
+                }
+                return s
+            }
+        }
         try f.checkCrossKeys(file: root.file, config: config)
         return f
     }
@@ -115,6 +129,9 @@ public struct DiffusionFamily: FamilySettings, Equatable {
         }
         if config.sample.steps > d.timesteps {
             throw fail("sample.steps", "must not exceed diffusion.timesteps (\(d.timesteps)), found \(config.sample.steps)")
+        }
+        if firstStage != nil && config.data.randomFlip {
+            throw fail("data.random_flip", "does not apply with first_stage (the latents are encoded once; a mirrored latent is not the latent of the mirrored image)")
         }
     }
 
@@ -150,8 +167,14 @@ public struct DiffusionFamily: FamilySettings, Equatable {
         }
     }
 
+    public func openTrainingData(config: RunConfig) throws -> ShardedDataset {
+        guard let firstStage else { return try TrainingData.openImages(config) }
+        return try TrainingData.openLatents(config, family: self, firstStage: firstStage).0
+    }
+
     public func makeTask(config: RunConfig, rank: Int, communicator: Communicator?) throws -> TrainingTask {
-        DiffusionTask(config: config, settings: self, rank: rank, communicator: communicator)
+        DiffusionTask(config: config, settings: self, rank: rank, communicator: communicator,
+                      latent: try firstStage.map { try LatentSpace.forTraining(config: config, family: self, firstStage: $0) })
     }
 
     public func sample(config: RunConfig, checkpoint: CheckpointState, request: SampleRequest) throws -> (images: Tensor, columns: Int?) {
@@ -171,6 +194,10 @@ public struct DiffusionFamily: FamilySettings, Equatable {
         var s = RandomStream(key: 0)
         let net = network.make(stream: &s)
         try net.loadStateDict(weights)
+        if firstStage != nil {
+            let space = try LatentSpace.recorded(in: checkpoint.metadata, checkpoint: request.checkpointPath)
+            return (try LatentSampling.sample(config: cfg, family: self, model: net, space: space, request: request), nil)
+        }
         if let images = request.initImages {
             guard Array(images.shape.dropFirst()) == sampleShape else {
                 throw SampleOptionError("--init images are \(Array(images.shape.dropFirst())) but the model makes \(sampleShape) ([H, W, C])")
@@ -182,6 +209,13 @@ public struct DiffusionFamily: FamilySettings, Equatable {
         }
         return (DiffusionSampling.sample(config: cfg, family: self, model: net, count: request.count, seed: request.seed,
                                          label: request.label, guidance: request.guidance, first: request.first), nil)
+    }
+
+    /// The `[H, W, C]` of the images `loom sample` writes and `--init`/`--mask` take: the
+    /// first stage's images for latent diffusion (read from its checkpoint), else `sampleShape`.
+    public func outputShape(checkpoint: CheckpointState, path: String) throws -> [Int] {
+        guard firstStage != nil else { return sampleShape }
+        return try LatentSpace.recorded(in: checkpoint.metadata, checkpoint: path).stage.imageShape
     }
 }
 

@@ -30,6 +30,10 @@ public protocol FamilySettings {
     /// The keys that size the networks (named when the model does not fit in memory).
     var sizeKeys: [String] { get }
 
+    /// Opens the training split of `data.path` and checks it against the model (kind, shape,
+    /// labels; default: 8-bit images of `sampleShape`, `TrainingData.openImages`).
+    func openTrainingData(config: RunConfig) throws -> ShardedDataset
+
     /// This rank's training task, with initial weights from the run seed (the caller
     /// broadcasts rank 0's state).
     func makeTask(config: RunConfig, rank: Int, communicator: Communicator?) throws -> TrainingTask
@@ -65,7 +69,17 @@ public struct SampleRequest {
     public var mask: Tensor?
     /// RePaint resampling count (`--resample`).
     public var resample: Int?
+    /// Latent diffusion: receives the sampled latents (`loom sample --raw` saves them too).
+    public var latentSink: LatentSink?
+    /// The checkpoint file read (named in messages).
+    public var checkpointPath = "this checkpoint"
 
+    public init() {}
+}
+
+/// Where latent diffusion's `sample` leaves the latents it decoded (scaled, `[N, h, w, c]`).
+public final class LatentSink {
+    public var latents: Tensor?
     public init() {}
 }
 
@@ -100,6 +114,9 @@ public enum ModelFamilies {
 }
 
 extension FamilySettings {
+    /// Images of `sampleShape`.
+    public func openTrainingData(config: RunConfig) throws -> ShardedDataset { try TrainingData.openImages(config) }
+
     /// Refuses, in one line naming the keys that size the model, a configuration whose training
     /// step would need more memory than this machine has (per rank: weights, gradients, Adam
     /// moments and EMA, plus the activations of `train.batch_size` images), before anything is

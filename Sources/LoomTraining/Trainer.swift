@@ -62,20 +62,10 @@ public final class Trainer {
         control.beat(step: task.step)
     }
 
-    /// Opens the training split and checks it against the model (sample shape, labels):
-    /// the same errors `loom worker` and `loom train` report before training.
+    /// Opens the training split and checks it against the model (kind, sample shape, labels,
+    /// a latent set's autoencoder): the same errors `loom worker` and `loom train` report before training.
     public static func openDataset(_ config: RunConfig) throws -> ShardedDataset {
-        let family = config.family
-        let dataset = try ShardedDataset(folder: config.data.path, split: "train",
-                                         expectedShape: family.sampleShape, expectedKind: .images)
-        if family.classes > 0, let labels = dataset.labels, let top = labels.max(), top >= family.classes {
-            throw ConfigError.invalidValue(file: "config", path: "model.num_classes",
-                                           reason: "is \(family.classes) but the dataset \(config.data.path) has label \(top)")
-        }
-        if family.classes > 0 && dataset.labels == nil {
-            throw ConfigError.invalidValue(file: "config", path: "model.num_classes",
-                                           reason: "is \(family.classes) (a conditional model) but the dataset \(config.data.path) has no labels")
-        }
+        let dataset = try config.family.openTrainingData(config: config)
         try TrainingEvaluator.check(config)
         return dataset
     }

@@ -35,6 +35,9 @@ public protocol TrainingTask: AnyObject {
     /// One line about the networks for the start of the log (parameter counts).
     var summary: String { get }
 
+    /// Strings every checkpoint records in `/meta` `metadata` (latent diffusion: its first stage).
+    var checkpointMetadata: [String: String] { get }
+
     /// One update from the batches `next` hands out (exactly `batchesPerStep` of them).
     /// Returns this rank's named metrics (first the headline loss); the loop averages them
     /// over the ranks for the log and `metrics.jsonl`.
@@ -50,6 +53,9 @@ public protocol TrainingTask: AnyObject {
 }
 
 extension TrainingTask {
+    /// Nothing by default.
+    public var checkpointMetadata: [String: String] { [:] }
+
     /// Copies rank 0's networks (parameters, buffers, EMA shadows) into every rank's, so all
     /// replicas start from the same state.
     public func broadcastNetworks(over communicator: Communicator) throws {

@@ -9,7 +9,8 @@ struct BenchData: ParsableCommand {
         abstract: "Images/s the data loader delivers (1 rank, and as rank 0 of 2) against the training step's consumption.",
         discussion: """
             Without --fashion/--rgb, prepares Fashion-MNIST (32×32×1, if Debian's dataset-fashion-mnist is \
-            installed) and a synthetic 3×32×32 dataset of 50000 images in a temporary folder first.
+            installed) and a synthetic 3×32×32 dataset of 50000 images in a temporary folder first. With \
+            --latents (a set from `loom encode`), measures that set only (and --fashion/--rgb when given).
             """)
 
     /// PyTorch's reference W1 rate on this machine kind and the margin a faster trainer gets.
@@ -20,6 +21,9 @@ struct BenchData: ParsableCommand {
 
     @Option(help: "A prepared 3×32×32 dataset folder (default: a synthetic one in a temporary folder).")
     var rgb: String?
+
+    @Option(help: "A latent data set folder (from `loom encode`); then only the sets given are measured.")
+    var latents: String?
 
     @Option(help: "Images per rank per step.")
     var batch = 64
@@ -57,18 +61,21 @@ struct BenchData: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         do {
             var sets: [(String, String)] = []
+            if let latents { sets.append(("latents", latents)) }
             if let fashion {
                 sets.append(("given 1-channel", fashion))
-            } else if FileManager.default.fileExists(atPath: DatasetConversion.fashionMNISTFolder + "/train-images-idx3-ubyte.gz") {
-                let out = scratch + "/fashion-mnist"
-                _ = try DatasetConversion.fashionMNIST(output: out, options: PrepareOptions(size: 32))
-                sets.append(("Fashion-MNIST", out))
-            } else {
-                print("Fashion-MNIST not installed (Debian package dataset-fashion-mnist): skipped")
+            } else if latents == nil {
+                if FileManager.default.fileExists(atPath: DatasetConversion.fashionMNISTFolder + "/train-images-idx3-ubyte.gz") {
+                    let out = scratch + "/fashion-mnist"
+                    _ = try DatasetConversion.fashionMNIST(output: out, options: PrepareOptions(size: 32))
+                    sets.append(("Fashion-MNIST", out))
+                } else {
+                    print("Fashion-MNIST not installed (Debian package dataset-fashion-mnist): skipped")
+                }
             }
             if let rgb {
                 sets.append(("given 3-channel", rgb))
-            } else {
+            } else if latents == nil {
                 let out = scratch + "/synthetic-rgb"
                 _ = try DatasetConversion.write(output: out, sampleShape: [32, 32, 3], classNames: (0..<10).map(String.init),
                                                 source: "synthetic (loom bench data)",

@@ -117,6 +117,10 @@ struct Inspect: ParsableCommand {
         print("\(index.kind.rawValue) \(index.dtype.rawValue), sample shape \(index.sampleShape.map(String.init).joined(separator: "×")) (H×W×C)"
               + (index.classNames.isEmpty ? ", unlabelled" : ", \(index.classNames.count) classes: \(index.classNames.joined(separator: ", "))"))
         print("source: \(index.source)")
+        if let l = index.latents {
+            print("latents: \(l.latentShape.map(String.init).joined(separator: "×")) (\(l.mode.rawValue)) of \(l.imageShape.map(String.init).joined(separator: "×")) images \(l.images), "
+                  + "autoencoder \(l.autoencoder) (\(l.autoencoderChecksum)), std \(String(format: "%.6g", l.std)) on \(l.scaleSplit), scale factor \(String(format: "%.6g", l.scaleFactor))")
+        }
         for name in index.splits.keys.sorted() {
             let split = index.splits[name]!
             let bytes = split.shards.map(\.bytes).reduce(0, +)

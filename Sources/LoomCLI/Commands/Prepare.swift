@@ -68,14 +68,18 @@ struct PrepareLayout: ParsableArguments {
 final class ProgressPrinter {
     private var last = 0.0
     private let started = Date()
+    /// The command the lines start with.
+    private let verb: String
+
+    init(verb: String = "prepare") { self.verb = verb }
 
     func report(_ split: String, _ done: Int, _ total: Int) {
         let now = Date().timeIntervalSince(started)
         guard done == total || now - last >= 0.5 else { return }
         last = now
         let percent = total > 0 ? 100 * done / total : 100
-        FileHandle.standardError.write(Data(String(format: "prepare %@: %d/%d samples (%d%%), %.1f s\n",
-                                                   split, done, total, percent, now).utf8))
+        FileHandle.standardError.write(Data(String(format: "%@ %@: %d/%d samples (%d%%), %.1f s\n",
+                                                   verb, split, done, total, percent, now).utf8))
     }
 }
 

@@ -59,7 +59,7 @@ struct Sample: ParsableCommand {
     @Option(help: "Diffusion inpainting: run each step this many times, noising back in between (RePaint; ddpm or ddim).")
     var resample: Int?
 
-    @Option(help: "Also write the raw samples ([N, H, W, C] float32 in [-1, 1], dataset `samples`; `labels` for conditional models; the sampler settings as attributes) to this HDF5 file.")
+    @Option(help: "Also write the raw samples ([N, H, W, C] float32 in [-1, 1], dataset `samples`; `labels` for conditional models; the sampler settings as attributes) to this HDF5 file; latent diffusion in one process adds the scaled latents (dataset `latents`).")
     var raw: String?
 
     @Option(help: "Images computed together (one chunk of the work; ranks take chunks in turn).")
@@ -99,7 +99,8 @@ struct Sample: ParsableCommand {
         let rank = comm?.rank ?? 0, ranks = comm?.size ?? 1
         do {
             Parallel.setThreads(threads)
-            let state = try CheckpointStore.read(checkpoint)
+            let file = try CheckpointStore.resolve(checkpoint)
+            let state = try CheckpointFile.read(file)
             let cfg = try RunConfig.parse(yaml: state.configYAML, name: "\(checkpoint) (/meta/config)")
             let classes = cfg.family.classes
             if cfg.classifierFamily != nil {
@@ -135,8 +136,12 @@ struct Sample: ParsableCommand {
             request.eta = eta
             request.guidance = guidance
             request.interpolate = interpolate
+            request.checkpointPath = file
+            let latentSink = raw != nil ? LatentSink() : nil
+            request.latentSink = latentSink
             if let initImages {
-                let shape = cfg.family.sampleShape
+                // Latent diffusion edits images of its first stage's shape.
+                let shape = try cfg.diffusionFamily?.outputShape(checkpoint: state, path: file) ?? cfg.family.sampleShape
                 (request.initImages, request.initLabels) = try SampleInputs.images(initImages, shape: shape, limit: n)
                 request.strength = strength
                 request.resample = resample
@@ -147,6 +152,7 @@ struct Sample: ParsableCommand {
             }
             ConvAlgorithm.current = cfg.convAlgorithm
             var columns: Int?
+            var latentParts: [Tensor] = []
             let images: Tensor?
             if whole {
                 let out = try cfg.family.sample(config: cfg, checkpoint: state, request: request)
@@ -158,7 +164,9 @@ struct Sample: ParsableCommand {
                     var part = request
                     part.first = chunk.lowerBound
                     part.count = chunk.count
+                    part.latentSink = latentSink.map { _ in LatentSink() }
                     let out = try cfg.family.sample(config: cfg, checkpoint: state, request: part)
+                    if let latents = part.latentSink?.latents { latentParts.append(latents) }
                     if chunk.lowerBound == 0 { columns = out.columns }
                     return out.images
                 }
@@ -166,7 +174,9 @@ struct Sample: ParsableCommand {
             }
             guard rank == 0, let images else { return }
             if let output { try PNG.writeGrid(path: output, images: images, columns: columns) }
-            if let raw { try writeRaw(raw, images: images, config: cfg, state: state, whole: whole) }
+            // Latents are not gathered over ranks: only a one-process run has them all.
+            let latents = whole ? latentSink?.latents : ranks == 1 && !latentParts.isEmpty ? Tensor.concat(latentParts, axis: 0) : nil
+            if let raw { try writeRaw(raw, images: images, latents: latents, config: cfg, state: state, whole: whole) }
             print("wrote " + [output, raw].compactMap { $0 }.joined(separator: " and "))
         } catch let error as ExitCode {
             throw error
@@ -179,10 +189,11 @@ struct Sample: ParsableCommand {
     }
 
     /// The raw samples, their labels (conditional models) and what made them, as HDF5.
-    func writeRaw(_ path: String, images: Tensor, config cfg: RunConfig, state: CheckpointState, whole: Bool) throws {
+    func writeRaw(_ path: String, images: Tensor, latents: Tensor?, config cfg: RunConfig, state: CheckpointState, whole: Bool) throws {
         let file = try H5File.create(path, overwrite: true)
         defer { file.close() }
         try file.root.write("samples", values: images.array, shape: images.shape)
+        if let latents { try file.root.write("latents", values: latents.array, shape: latents.shape) }
         let classes = cfg.family.classes
         if classes > 0, !whole {
             try file.root.write("labels", values: (0..<n).map { Int64(classLabel ?? ($0 % classes)) }, shape: [n])

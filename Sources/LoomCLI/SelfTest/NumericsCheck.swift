@@ -60,7 +60,7 @@ enum NumericsCheck {
     static func diffusion(_ task: DiffusionTask, images: Tensor, labels: [Int], out: NumericsOutput) throws -> [RandomStream] {
         let settings = task.settings, d = task.diffusion, n = images.shape[0], classes = settings.classes
         guard task.config.train.gradAccum == 1 else { throw ValidationError("selftest numerics needs train.grad_accum 1") }
-        var labelStream = task.labelStream, noiseStream = task.noiseStream
+        var labelStream = task.labelStreams[0], noiseStream = task.noiseStreams[0]
         let stepLabels = classes > 0
             ? labelDropout(labels: labels, p: settings.diffusion.labelDropout, nullClass: classes, stream: &labelStream) : nil
         let t = (0..<n).map { _ in noiseStream.nextInt(below: d.timesteps) }
