@@ -89,7 +89,14 @@ struct Encode: ParsableCommand {
         let comm = try Communicator.world()
         let started = Date()
         do {
-            let progress = rank0 && !quiet ? ProgressPrinter(verb: "encode").report : nil
+            // One rate-and-ETA line per split (the shared ProgressReporter of sample and eval).
+            var reporters: [String: ProgressReporter] = [:]
+            let progress: ((String, Int, Int) -> Void)? = rank0 && !quiet ? { split, done, total in
+                let r = reporters[split] ?? ProgressReporter(label: "encode \(split)", total: total)
+                reporters[split] = r
+                r.advance(by: done - r.done)
+                if done >= total { r.finish() }
+            } : nil
             guard let index = try LatentEncoding.run(stage: stage, images: dataset, output: output, options: options,
                                                      communicator: comm.size > 1 ? comm : nil, progress: progress) else { return }
             let record = index.latents!
