@@ -43,6 +43,47 @@ class Schedule:
         return (np.round(np.arange(self.T, 0, -self.T / steps)).astype(np.int64) - 1).tolist()
 
 
+def timestep_features(t, dim, max_period=10000):
+    """[N, dim]: cos(t f_i), then sin(t f_i), f_i = max_period^(-i/half), in float64 (the order of
+    guided-diffusion's and DiT's timestep embeddings; Loom's too)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64) / half)
+    args = t[:, None].to(torch.float64) * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def benchmark_step(ctx, model, lr, classes=0, label_dropout=0.1):
+    """W1's and W2's training step as `loom bench train` runs it, for the harness: labels 0, 1, …
+    cycling (conditional models) with label dropout to the null class, t ~ U{0..T−1}, ε ~ N(0, I),
+    the ε-MSE, AdamW (weight decay 0), EMA 0.9999 (lerp). Returns the step function."""
+    import copy
+    model = model.to(memory_format=ctx.memory_format)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    run = ctx.ddp(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    s = Schedule()
+    x0 = ctx.images(1, 32)
+    B = ctx.batch
+    labels = torch.arange(B) % classes if classes > 0 else None
+    params, shadows = list(model.parameters()), list(ema.parameters())
+
+    def step():
+        y = None
+        if labels is not None:
+            y = torch.where(torch.rand(B) < label_dropout, torch.full_like(labels, classes), labels)
+        t = torch.randint(0, s.T, (B,))
+        noise = torch.randn_like(x0)
+        loss, _ = training_loss(s, run, x0, t, noise, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(shadows, params, 1 - 0.9999)
+        return loss.detach()
+
+    return step
+
+
 def per_item(table, t, like):
     """table[t] as a [N, 1, 1, 1] tensor of `like`'s dtype."""
     return torch.as_tensor(np.asarray(table)[np.asarray(t)], dtype=like.dtype).reshape(-1, *([1] * (like.dim() - 1)))

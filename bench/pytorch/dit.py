@@ -10,11 +10,11 @@ Everything else is the same (`t_embedder.mlp.0.weight`, `blocks.3.attn.qkv.weigh
 positions are a buffer that is not saved (the reference keeps them as a frozen parameter).
 Inputs and outputs are NCHW here; Loom's tensors are NHWC.
 """
-import math
-
 import numpy as np
 import torch
 import torch.nn as nn
+
+from diffusion import timestep_features
 
 REFERENCE_NAMES = {  # Loom's name prefix -> facebookresearch/DiT's
     "x_embedder.": "x_embedder.proj.",
@@ -24,14 +24,6 @@ REFERENCE_NAMES = {  # Loom's name prefix -> facebookresearch/DiT's
 
 def modulate(x, shift, scale):
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
-
-
-def timestep_features(t, dim, max_period=10000):
-    """[N, dim]: cos(t f_i) then sin(t f_i), f_i = max_period^(-i/half) (the reference's order)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64) / half)
-    args = t[:, None].to(torch.float64) * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
 class TimestepEmbedder(nn.Module):

@@ -27,13 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def sinusoidal(t, dim, max_period=10000):
-    """[N, dim]: cos(t f_i), then sin(t f_i), f_i = max_period^(-i/half) (float64, then cast)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64) / half)
-    args = t[:, None].to(torch.float64) * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+from diffusion import timestep_features
 
 
 class TimestepEmbedding(nn.Module):
@@ -43,7 +37,7 @@ class TimestepEmbedding(nn.Module):
         self.linear1, self.linear2 = nn.Linear(frequencies, width), nn.Linear(width, width)
 
     def forward(self, t):
-        return self.linear2(F.silu(self.linear1(sinusoidal(t, self.frequencies).to(self.linear1.weight.dtype))))
+        return self.linear2(F.silu(self.linear1(timestep_features(t, self.frequencies).to(self.linear1.weight.dtype))))
 
 
 class ResBlock(nn.Module):
