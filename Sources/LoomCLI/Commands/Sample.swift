@@ -159,7 +159,9 @@ struct Sample: ParsableCommand {
                 (images, columns) = (out.images, out.columns)
             } else {
                 let progress = ProgressReporter(label: "sample", total: n, enabled: !quiet && rank == 0)
-                images = try DistributedSampling.run(total: n, batch: batch, rowShape: cfg.family.sampleShape,
+                // Latent diffusion's samples are decoded images of its first stage's shape.
+                let rowShape = try cfg.diffusionFamily?.outputShape(checkpoint: state, path: file) ?? cfg.family.sampleShape
+                images = try DistributedSampling.run(total: n, batch: batch, rowShape: rowShape,
                                                      communicator: comm, progress: progress) { chunk in
                     var part = request
                     part.first = chunk.lowerBound

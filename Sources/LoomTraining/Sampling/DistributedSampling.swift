@@ -28,7 +28,9 @@ public enum DistributedSampling {
         mine.reserveCapacity(own.reduce(0) { $0 + $1.count } * per)
         for chunk in own {
             let out = try body(chunk)
-            precondition(out.shape == [chunk.count] + rowShape, "DistributedSampling: chunk \(chunk) gave \(out.shape), expected \([chunk.count] + rowShape)")
+            guard out.shape == [chunk.count] + rowShape else {
+                throw SamplingShapeError(description: "sampling images \(chunk) gave \(out.shape), expected \([chunk.count] + rowShape)")
+            }
             mine.append(contentsOf: UnsafeBufferPointer(start: out.data, count: out.count))
             progress?.advance(by: chunk.count * size)
         }
@@ -61,4 +63,10 @@ public enum DistributedSampling {
         let launched = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"].contains { env[$0] != nil }
         return launched ? try Communicator.world() : nil
     }
+}
+
+/// A sampled chunk that does not have the shape the gathered file expects (an internal error,
+/// reported in one line rather than a trap).
+struct SamplingShapeError: Error, CustomStringConvertible {
+    let description: String
 }
