@@ -222,28 +222,52 @@ func compareStepMetrics(_ mine: [(String, Double)], _ expected: [(String, Double
     return worst
 }
 
-/// Trains `replica` on this rank's rows and `reference` on the whole global batches that
-/// `globalBatch` makes (one per batch a step asks for, shared by both), comparing the step
-/// metrics every step and every network at the end, then checks the replicas are alike.
-/// Returns the worst relative difference.
-func compareWithWholeBatch(_ replica: TrainingTask, _ reference: TrainingTask, steps: Int, batch: Int, tolerance: Double,
-                           over comm: Communicator, globalBatch: () -> Batch) throws -> Double {
-    let rows = comm.rank * batch..<(comm.rank + 1) * batch
-    var worst = 0.0
-    for step in 1...steps {
-        var globals: [Batch] = []
-        let mine = try replica.trainStep {
-            let g = globalBatch()
-            globals.append(g)
-            return Batch(images: g.images.sliced(axis: 0, rows), labels: g.labels.isEmpty ? [] : Array(g.labels[rows]))
-        }
-        var k = 0
-        let expected = try reference.trainStep { defer { k += 1 }; return globals[k] }
-        worst = max(worst, try compareStepMetrics(mine, expected, step: step, tolerance: tolerance, over: comm))
+/// What the family data-parallel self-tests (`gan-ddp`, `vae-ddp`, `diffusion-ddp`) share:
+/// their options, the per-rank and whole-batch configs, and the side-by-side training.
+struct WholeBatchCheck: ParsableArguments {
+    @Option(help: "Steps compared.")
+    var steps = 3
+
+    @Option(help: "Samples per rank.")
+    var batch = 4
+
+    @Option(help: "Test the test: 'skip-reduce' trains the replicas without any all-reduce; it must fail.")
+    var fault = "none"
+
+    static let tolerance = 1e-5
+
+    /// Whether the replicas train without the all-reduce (`--fault skip-reduce`).
+    var skipReduce: Bool { fault == "skip-reduce" }
+
+    /// The config of one rank (`--batch` samples) and of the whole-batch run over `ranks`.
+    func configs(_ overrides: [String], ranks: Int) throws -> (local: RunConfig, whole: RunConfig) {
+        (try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(batch)"]),
+         try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(ranks * batch)"]))
     }
-    worst = max(worst, try compareNetworks(replica, reference, steps: steps, tolerance: tolerance))
-    try Replicas.verify(replica.networks.flatMap { g in g.tensors.map { ("\(g.name).\($0.0)", $0.1) } }, over: comm)
-    return worst
+
+    /// Trains `replica` on this rank's rows and `reference` on the whole global batches that
+    /// `globalBatch` makes (one per batch a step asks for, shared by both), comparing the step
+    /// metrics every step and every network at the end, then checks the replicas are alike.
+    /// Returns the worst relative difference.
+    func compare(_ replica: TrainingTask, _ reference: TrainingTask, over comm: Communicator,
+                 globalBatch: () -> Batch) throws -> Double {
+        let rows = comm.rank * batch..<(comm.rank + 1) * batch
+        var worst = 0.0
+        for step in 1...steps {
+            var globals: [Batch] = []
+            let mine = try replica.trainStep {
+                let g = globalBatch()
+                globals.append(g)
+                return Batch(images: g.images.sliced(axis: 0, rows), labels: g.labels.isEmpty ? [] : Array(g.labels[rows]))
+            }
+            var k = 0
+            let expected = try reference.trainStep { defer { k += 1 }; return globals[k] }
+            worst = max(worst, try compareStepMetrics(mine, expected, step: step, tolerance: Self.tolerance, over: comm))
+        }
+        worst = max(worst, try compareNetworks(replica, reference, steps: steps, tolerance: Self.tolerance))
+        try Replicas.verify(replica.networks.flatMap { g in g.tensors.map { ("\(g.name).\($0.0)", $0.1) } }, over: comm)
+        return worst
+    }
 }
 
 /// Every network of a data-parallel replica against the whole-batch reference after `steps`

@@ -18,16 +18,7 @@ struct SelfTestDiffusionDDP: ParsableCommand {
     @Flag(help: "diffusion.learn_sigma: the hybrid loss with the variational bound term.")
     var learnSigma = false
 
-    @Option(help: "Steps compared.")
-    var steps = 3
-
-    @Option(help: "Samples per rank.")
-    var batch = 4
-
-    @Option(help: "Test the test: 'skip-reduce' trains the replicas without any all-reduce; it must fail.")
-    var fault = "none"
-
-    static let tolerance = 1e-5
+    @OptionGroup var check: WholeBatchCheck
 
     var overrides: [String] {
         var o = ["model.type=\(model)", "model.image_size=8", "model.in_channels=2", "model.num_classes=3",
@@ -45,10 +36,10 @@ struct SelfTestDiffusionDDP: ParsableCommand {
         guard ["unet", "dit"].contains(model) else { throw ValidationError("--model must be unet or dit") }
         try runOnEveryRank { comm in
             let n = comm.size, r = comm.rank
-            let local = try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(batch)"])
-            let whole = try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(n * batch)"])
+            let (local, whole) = try check.configs(overrides, ranks: n)
+            let batch = check.batch
             let replica = DiffusionTask(config: local, settings: local.diffusionFamily!, rank: r,
-                                        communicator: fault == "skip-reduce" ? nil : comm)
+                                        communicator: check.skipReduce ? nil : comm)
             let reference = DiffusionTask(config: whole, settings: whole.diffusionFamily!, rank: 0, communicator: nil, streams: n)
             try replica.broadcastNetworks(over: comm)
 
@@ -56,11 +47,11 @@ struct SelfTestDiffusionDDP: ParsableCommand {
             // is computed after the all-reduce: every rank's equals the whole batch's.
             var data = RandomStream(seed: 79, purpose: .data)
             let shape = local.family.sampleShape
-            let worst = try compareWithWholeBatch(replica, reference, steps: steps, batch: batch, tolerance: Self.tolerance, over: comm) {
+            let worst = try check.compare(replica, reference, over: comm) {
                 let images = Tensor.uniform([n * batch] + shape, low: -1, high: 1, stream: &data)
                 return Batch(images: images, labels: (0..<n * batch).map { _ in data.nextInt(below: 3) })
             }
-            print("rank \(r): selftest diffusion-ddp \(model)\(learnSigma ? " learn_sigma" : "") ok over \(n) ranks, \(steps) steps "
+            print("rank \(r): selftest diffusion-ddp \(model)\(learnSigma ? " learn_sigma" : "") ok over \(n) ranks, \(check.steps) steps "
                   + "(max rel diff \(scientific(worst)))")
         }
     }

@@ -16,16 +16,7 @@ struct SelfTestGANDDP: ParsableCommand {
     @Option(help: "bce (W3), wgan_gp (gradient penalty, 2 critic updates) or hinge (spectral norm, projection cGAN, R1).")
     var loss = "bce"
 
-    @Option(help: "Steps compared.")
-    var steps = 3
-
-    @Option(help: "Samples per rank.")
-    var batch = 4
-
-    @Option(help: "Test the test: 'skip-reduce' trains the replicas without any all-reduce; it must fail.")
-    var fault = "none"
-
-    static let tolerance = 1e-5
+    @OptionGroup var check: WholeBatchCheck
 
     var overrides: [String] {
         var o = ["model.type=dcgan", "model.image_size=28", "model.in_channels=1", "model.z_dim=16",
@@ -46,21 +37,21 @@ struct SelfTestGANDDP: ParsableCommand {
         guard ["bce", "wgan_gp", "hinge"].contains(loss) else { throw ValidationError("--loss must be bce, wgan_gp or hinge") }
         try runOnEveryRank { comm in
             let n = comm.size, r = comm.rank
-            let local = try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(batch)"])
-            let whole = try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(n * batch)"])
+            let (local, whole) = try check.configs(overrides, ranks: n)
+            let batch = check.batch
             let replica = GANTask(config: local, settings: local.ganFamily!, rank: r,
-                                  communicator: fault == "skip-reduce" ? nil : comm)
+                                  communicator: check.skipReduce ? nil : comm)
             let reference = GANTask(config: whole, settings: whole.ganFamily!, rank: 0, communicator: nil, streams: n)
             try replica.broadcastNetworks(over: comm)
 
             // Global batches from a fixed stream; rank r takes rows r·B ..< (r+1)·B.
             var data = RandomStream(seed: 77, purpose: .data)
             let shape = local.family.sampleShape, classes = max(local.family.classes, 1)
-            let worst = try compareWithWholeBatch(replica, reference, steps: steps, batch: batch, tolerance: Self.tolerance, over: comm) {
+            let worst = try check.compare(replica, reference, over: comm) {
                 let images = Tensor.uniform([n * batch] + shape, low: -1, high: 1, stream: &data)
                 return Batch(images: images, labels: (0..<(n * batch)).map { ($0 * 7 + 3) % classes })
             }
-            print("rank \(r): selftest gan-ddp \(loss) ok over \(n) ranks, \(steps) steps "
+            print("rank \(r): selftest gan-ddp \(loss) ok over \(n) ranks, \(check.steps) steps "
                   + "(max rel diff \(scientific(worst)))")
         }
     }

@@ -15,16 +15,7 @@ struct SelfTestVAEDDP: ParsableCommand {
     @Option(help: "kl_autoencoder (a small W4), mlp_vae (Gaussian likelihood, β 0.5) or conv_vae (Bernoulli).")
     var model = "kl_autoencoder"
 
-    @Option(help: "Steps compared.")
-    var steps = 3
-
-    @Option(help: "Samples per rank.")
-    var batch = 4
-
-    @Option(help: "Test the test: 'skip-reduce' trains the replicas without any all-reduce; it must fail.")
-    var fault = "none"
-
-    static let tolerance = 1e-5
+    @OptionGroup var check: WholeBatchCheck
 
     var overrides: [String] {
         var o = ["model.type=\(model)", "model.image_size=16", "model.in_channels=1", "optimizer.type=sgd",
@@ -43,20 +34,20 @@ struct SelfTestVAEDDP: ParsableCommand {
         }
         try runOnEveryRank { comm in
             let n = comm.size, r = comm.rank
-            let local = try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(batch)"])
-            let whole = try RunConfig.parse(yaml: nil, name: "(selftest)", overrides: overrides + ["train.batch_size=\(n * batch)"])
+            let (local, whole) = try check.configs(overrides, ranks: n)
+            let batch = check.batch
             let replica = VAETask(config: local, settings: local.vaeFamily!, rank: r,
-                                  communicator: fault == "skip-reduce" ? nil : comm)
+                                  communicator: check.skipReduce ? nil : comm)
             let reference = VAETask(config: whole, settings: whole.vaeFamily!, rank: 0, communicator: nil, streams: n)
             try replica.broadcastNetworks(over: comm)
 
             // Global batches from a fixed stream; rank r takes rows r·B ..< (r+1)·B.
             var data = RandomStream(seed: 78, purpose: .data)
             let shape = local.family.sampleShape
-            let worst = try compareWithWholeBatch(replica, reference, steps: steps, batch: batch, tolerance: Self.tolerance, over: comm) {
+            let worst = try check.compare(replica, reference, over: comm) {
                 Batch(images: Tensor.uniform([n * batch] + shape, low: -1, high: 1, stream: &data), labels: [])
             }
-            print("rank \(r): selftest vae-ddp \(model) ok over \(n) ranks, \(steps) steps "
+            print("rank \(r): selftest vae-ddp \(model) ok over \(n) ranks, \(check.steps) steps "
                   + "(max rel diff \(scientific(worst)))")
         }
     }
