@@ -34,7 +34,7 @@ public enum Parallel {
         let t = threads
         if t == 1 || count < 2 * grain { body(0..<count); return }
         let chunks = min(t, count / grain)
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        WorkerPool.shared.run(chunks: chunks, threads: t) { c in
             body((count * c / chunks)..<(count * (c + 1) / chunks))
         }
     }
