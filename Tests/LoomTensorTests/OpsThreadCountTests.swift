@@ -24,6 +24,9 @@ import LoomTensor
             { $0.softmax() }, { $0.logSoftmax() }, { $0.softmax(axis: 1) }, { $0.logSoftmax(axis: 2) },
             { $0.upsampleNearest2x().avgPool2d(kernel: 2, stride: 2) },
             { $0.avgPool2d(kernel: 3, stride: 1).padded([(0, 0), (1, 1), (1, 1), (0, 0)]) },
+            // Broadcast products whose backward sums over axes (kept leading axis: threaded).
+            { $0 * $0.sliced(axis: 1, 0..<1) }, { $0 * $0.sliced(axis: 0, 0..<1) },
+            { let c = $0.chunked(3, axis: 3); return c[0] * c[1] + c[2] },
         ]
         for f in ops {
             let y = f(x)

@@ -129,3 +129,26 @@ private func naivePermute(_ x: Tensor, _ perm: [Int]) -> [Float] {
         #expect(GradCheck.maxSecondOrderError(xs) { let y = $0[0].gatherRows([1, 3, 1]); return y * y } < 2e-2)
     }
 }
+
+/// First-order backward adds a crop's gradient straight into its window of the input's
+/// gradient; the result must equal the closed form, also when the input has other uses and
+/// when the tape records the backward (second order).
+@Suite struct CropGradientTests {
+    /// y = Σ_k (k+1)·Σ chunk_k + 0.5·Σ x + 2·Σ x[:, 3..<7]: dy/dx[i, j, l] = ⌊j/2⌋ + 1 + 0.5 + 2·[3 ≤ j < 7].
+    private func gradient(createGraph: Bool) -> [Float] {
+        var s = RandomStream(key: 3)
+        let x = Tensor.uniform([3, 8, 5], low: -1, high: 1, stream: &s)
+        x.requiresGrad = true
+        var y = x.sum() * 0.5
+        for (k, part) in x.chunked(4, axis: 1).enumerated() { y = y + part.sum() * Float(k + 1) }
+        y = y + x.sliced(axis: 1, 3..<7).sum() * 2
+        return grad(of: y, wrt: [x], createGraph: createGraph)[0].array
+    }
+
+    @Test func windowGradientsMatchTheClosedForm() {
+        var expected: [Float] = []
+        for _ in 0..<3 { for j in 0..<8 { for _ in 0..<5 { expected.append(Float(j / 2 + 1) + 0.5 + ((3..<7).contains(j) ? 2 : 0)) } } }
+        #expect(gradient(createGraph: false) == expected)
+        #expect(gradient(createGraph: true) == expected)
+    }
+}

@@ -18,6 +18,10 @@ public final class Node {
     public let name: String
     var inputs: [Tensor?]
     var backward: BackwardFunction?
+    /// For a crop: where its output sits in its input. First-order backward then adds the
+    /// gradient into that window of the input's gradient, instead of a zero-padded copy per
+    /// crop summed afterwards (DiT chunks one tensor into six).
+    var window: (start: [Int], inputShape: [Int])?
 
     init(name: String, inputs: [Tensor?], backward: @escaping BackwardFunction) {
         self.name = name
@@ -163,7 +167,19 @@ enum Autograd {
                 guard let node = t.gradFn, let backward = node.backward else { continue }
                 if !isTarget { grads[id] = nil }
                 let needs = node.inputs.map { $0.map { relevant.contains(ObjectIdentifier($0)) } ?? false }
-                if needs.contains(true) {
+                if !createGraph, let window = node.window, needs == [true], let input = node.inputs[0] {
+                    OpProfiler.timed("\(node.name) backward") {
+                        let iid = ObjectIdentifier(input)
+                        var full = grads[iid]
+                        if full == nil || !owned.contains(iid) {
+                            full = full?.copy() ?? Tensor.zeros(window.inputShape)
+                            grads[iid] = full
+                            owned.insert(iid)
+                        }
+                        copyWindow(small: g.data, smallShape: g.shape, big: full!.data, bigShape: window.inputShape,
+                                   start: window.start, mode: .addIntoBig)
+                    }
+                } else if needs.contains(true) {
                     let inputGrads = OpProfiler.timed("\(node.name) backward") { backward(g, needs) }
                     for (i, input) in node.inputs.enumerated() {
                         guard needs[i], let input, let gi = inputGrads[i] else { continue }

@@ -153,15 +153,25 @@ extension Tensor {
 
 // MARK: - Window copies: slice, pad
 
+/// What `copyWindow` does between the small tensor and the big one's window.
+enum WindowCopy { case crop, pad, addIntoBig }
+
 /// Copies between a small tensor and the window of a big one that starts at `start` (one
 /// offset per axis): into the big one (pad) or out of it (crop). Rows are as long as the
 /// trailing axes where the two shapes agree allow.
 func copyWindow(small: UnsafeMutablePointer<Float>, smallShape: [Int], big: UnsafeMutablePointer<Float>,
-                bigShape: [Int], start: [Int], intoBig: Bool) {
+                bigShape: [Int], start: [Int], mode: WindowCopy) {
     let count = smallShape.reduce(1, *)
     if count == 0 { return }
+    @inline(__always) func move(_ s: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch mode {
+        case .crop: s.update(from: b, count: n)
+        case .pad: b.update(from: s, count: n)
+        case .addIntoBig: for i in 0..<n { b[i] += s[i] }
+        }
+    }
     guard let p = (0..<smallShape.count).last(where: { smallShape[$0] != bigShape[$0] }) else {
-        if intoBig { big.update(from: small, count: count) } else { small.update(from: big, count: count) }
+        move(small, big, count)
         return
     }
     let bigStrides = AxisMath.strides(bigShape)
@@ -172,8 +182,7 @@ func copyWindow(small: UnsafeMutablePointer<Float>, smallShape: [Int], big: Unsa
     Parallel.forRange(rows, grain: Swift.max(1, (1 << 14) / run)) { range in
         var w = OffsetOdometer(extents: oe, strides0: os, strides1: ob, start: range.lowerBound)
         for _ in range {
-            let s = small + w.offset0 * run, b = big + base + w.offset1
-            if intoBig { b.update(from: s, count: run) } else { s.update(from: b, count: run) }
+            move(small + w.offset0 * run, big + base + w.offset1, run)
             w.next()
         }
     }
@@ -189,9 +198,11 @@ extension Tensor {
         }
         if window == shape { return self }
         let out = Tensor(uninitialized: window)
-        copyWindow(small: out.data, smallShape: window, big: data, bigShape: shape, start: start, intoBig: false)
+        copyWindow(small: out.data, smallShape: window, big: data, bigShape: shape, start: start, mode: .crop)
         let bigShape = shape
-        return out.recorded("crop", [self]) { g, _ in [g.embedded(in: bigShape, at: start, value: 0)] }
+        out.recorded("crop", [self]) { g, _ in [g.embedded(in: bigShape, at: start, value: 0)] }
+        out.gradFn?.window = (start, bigShape)
+        return out
     }
 
     /// `self` placed at `start` inside a tensor of `bigShape` filled with `value`.
@@ -199,7 +210,7 @@ extension Tensor {
         precondition(start.count == rank && bigShape.count == rank, "embedded: rank mismatch")
         if bigShape == shape { return self }
         let out = Tensor(repeating: value, shape: bigShape)
-        copyWindow(small: data, smallShape: shape, big: out.data, bigShape: bigShape, start: start, intoBig: true)
+        copyWindow(small: data, smallShape: shape, big: out.data, bigShape: bigShape, start: start, mode: .pad)
         let window = shape
         return out.recorded("pad", [self]) { g, _ in [g.cropped(start: start, shape: window)] }
     }

@@ -77,15 +77,21 @@ extension Tensor {
             broadcastStrides(shape, rank: rank, outShape: self.shape),
         ])
         let n = rows.innerCount, s = rows.innerStride(1), po = out.data, pi = data
-        // Serial and in a fixed order, so results never depend on the thread count.
-        rows.forEachRow(0..<rows.rowCount) { o0, o1, _ in
-            let x = pi + o0, o = po + o1
-            if s == 1 {
-                for i in 0..<n { o[i] += x[i] }
-            } else {
-                var acc: Float = 0
-                for i in 0..<n { acc += x[i] }
-                o[0] += acc
+        // Every output element sums its inputs in row order, so results never depend on the
+        // thread count: threads only split the leading axis when it is kept (its indices own
+        // disjoint outputs, e.g. [N, T, D] summed to [N, 1, D]).
+        let leading = rows.shape.count > 1 && rows.strides[1][0] != 0 ? rows.shape[0] : 1
+        let rowsPerLeading = rows.rowCount / leading
+        Parallel.forRange(leading, grain: Swift.max(1, (1 << 15) / Swift.max(1, rowsPerLeading * n))) { range in
+            rows.forEachRow(range.lowerBound * rowsPerLeading..<range.upperBound * rowsPerLeading) { o0, o1, _ in
+                let x = pi + o0, o = po + o1
+                if s == 1 {
+                    for i in 0..<n { o[i] += x[i] }
+                } else {
+                    var acc: Float = 0
+                    for i in 0..<n { acc += x[i] }
+                    o[0] += acc
+                }
             }
         }
         let inShape = self.shape
