@@ -117,12 +117,6 @@ public final class DiT: Module {
     }
 }
 
-/// x·(1 + scale) + shift, with `shift`/`scale` `[N, D]` broadcast over the tokens of `x` `[N, T, D]`.
-func modulate(_ x: Tensor, shift: Tensor, scale: Tensor) -> Tensor {
-    let n = x.shape[0], d = x.shape[2]
-    return x * (scale.reshaped([n, 1, d]) + 1) + shift.reshaped([n, 1, d])
-}
-
 /// sinusoidal(256) → Linear → SiLU → Linear, as the reference's `TimestepEmbedder`.
 final class DiTTimestepEmbedder: Module {
     static let frequencies = DiTConfig.timestepFrequencies
@@ -180,7 +174,8 @@ final class DiTMLP: Module {
 }
 
 /// An adaLN-Zero block: SiLU(c) → Linear gives shift, scale and gate for the attention and
-/// the MLP branch; each branch sees modulate(LayerNorm(x)) and adds gate·branch to x.
+/// the MLP branch; each branch sees LayerNorm(x)·(1 + scale) + shift and adds gate·branch to x
+/// (`modulatedLayerNorm` and `gatedResidual` do each in one pass).
 public final class DiTBlock: Module {
     let norm1: LayerNorm
     let attn: DiTAttention
@@ -205,10 +200,8 @@ public final class DiTBlock: Module {
     /// x `[N, T, D]` conditioned on c `[N, D]`.
     public func callAsFunction(_ x: Tensor, _ c: Tensor) -> Tensor {
         let m = adaLN(c.silu()).chunked(6, axis: 1)   // shift, scale, gate (attention); shift, scale, gate (MLP)
-        let n = x.shape[0], d = x.shape[2]
-        var h = x + m[2].reshaped([n, 1, d]) * attn(modulate(norm1(x), shift: m[0], scale: m[1]))
-        h = h + m[5].reshaped([n, 1, d]) * mlp(modulate(norm2(h), shift: m[3], scale: m[4]))
-        return h
+        let h = gatedResidual(x, gate: m[2], attn(modulatedLayerNorm(x, shift: m[0], scale: m[1], eps: norm1.eps)))
+        return gatedResidual(h, gate: m[5], mlp(modulatedLayerNorm(h, shift: m[3], scale: m[4], eps: norm2.eps)))
     }
 }
 
@@ -231,7 +224,7 @@ final class DiTFinalLayer: Module {
 
     func callAsFunction(_ x: Tensor, _ c: Tensor) -> Tensor {
         let m = adaLN(c.silu()).chunked(2, axis: 1)
-        return linear(modulate(norm(x), shift: m[0], scale: m[1]))
+        return linear(modulatedLayerNorm(x, shift: m[0], scale: m[1], eps: norm.eps))
     }
 }
 

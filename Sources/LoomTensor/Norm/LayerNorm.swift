@@ -37,8 +37,8 @@ func layerNormForward(x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Fl
                       mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                       rows R: Int, width D: Int, eps: Float) {
     // Missing weight and bias as ones and zeros, so the row loops have no branches.
-    let affine = Tensor(uninitialized: [2, D])
-    let scale = weight ?? affine.data, shift = bias ?? affine.data + D
+    let affine = weight == nil || bias == nil ? Tensor(uninitialized: [2, D]) : nil
+    let scale = weight ?? affine!.data, shift = bias ?? affine!.data + D
     if weight == nil { scale.update(repeating: 1, count: D) }
     if bias == nil { shift.update(repeating: 0, count: D) }
     Parallel.forRange(R, grain: max(1, 16384 / D)) { range in
@@ -75,6 +75,7 @@ func layerNormForward(x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Fl
             for j in i..<D { yr[j] = (xr[j] - m) * rs * scale[j] + shift[j] }
         }
     }
+    withExtendedLifetime(affine) {}
 }
 
 /// Fused first-order backward: per row, Σ w·g and Σ w·g·x̂ (16-lane accumulators), then
