@@ -149,13 +149,10 @@ final class DiTAttention: Module {
         super.init()
     }
 
+    /// The reference reshapes qkv(x) to [N, T, 3, H, hd] and permutes it into q, k and v;
+    /// `packedSelfAttention` reads those head slices in place.
     func callAsFunction(_ x: Tensor) -> Tensor {
-        let (n, t, d) = (x.shape[0], x.shape[1], x.shape[2]), hd = d / heads
-        let parts = qkv(x).reshaped([n, t, 3, heads, hd]).permuted([2, 0, 3, 1, 4]).chunked(3, axis: 0)
-        let (q, k, v) = (parts[0].reshaped([n, heads, t, hd]), parts[1].reshaped([n, heads, t, hd]),
-                         parts[2].reshaped([n, heads, t, hd]))
-        let attended = scaledDotProductAttention(query: q, key: k, value: v)   // [N, H, T, hd]
-        return proj(attended.permuted([0, 2, 1, 3]).reshaped([n, t, d]))
+        proj(packedSelfAttention(qkv(x), heads: heads))
     }
 }
 

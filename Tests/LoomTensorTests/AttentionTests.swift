@@ -68,3 +68,41 @@ import LoomTensor
         #expect(onlyValue.array == fused[2].array)
     }
 }
+
+/// `packedSelfAttention` against the reshape/permute/chunk route DiT used before (itself
+/// tested against direct loops above): forward, first and second order, 1 and 2 threads.
+@Suite struct PackedSelfAttentionTests {
+    private func run(packed: Bool, createGraph: Bool = false) -> [[Float]] {
+        var s = RandomStream(key: 8)
+        let (n, t, heads, hd) = (3, 10, 3, 8), d = heads * hd
+        let qkv = Tensor.uniform([n, t, 3 * d], low: -1, high: 1, stream: &s)
+        let weight = Tensor.uniform([n, t, d], low: -1, high: 1, stream: &s)
+        qkv.requiresGrad = true
+        let y: Tensor
+        if packed {
+            y = packedSelfAttention(qkv, heads: heads)
+        } else {
+            let parts = qkv.reshaped([n, t, 3, heads, hd]).permuted([2, 0, 3, 1, 4]).chunked(3, axis: 0)
+            let (q, k, v) = (parts[0].reshaped([n, heads, t, hd]), parts[1].reshaped([n, heads, t, hd]),
+                             parts[2].reshaped([n, heads, t, hd]))
+            y = scaledDotProductAttention(query: q, key: k, value: v).permuted([0, 2, 1, 3]).reshaped([n, t, d])
+        }
+        let g = grad(of: (y * weight).sum(), wrt: [qkv], createGraph: createGraph)[0]
+        var result = [y.array, g.array]
+        if createGraph { result.append(grad(of: (g * g).sum(), wrt: [qkv])[0].array) }
+        return result
+    }
+
+    @Test func matchesTheUnpackedRoute() {
+        for createGraph in [false, true] {
+            for (i, (p, u)) in zip(run(packed: true, createGraph: createGraph), run(packed: false, createGraph: createGraph)).enumerated() {
+                let worst = zip(p, u).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+                #expect(p.count == u.count && worst < 1e-5, "createGraph \(createGraph), result \(i): \(worst)")
+            }
+        }
+    }
+
+    @Test func oneAndTwoThreadsAgreeBitwise() {
+        #expect(Parallel.withThreads(1) { run(packed: true) } == Parallel.withThreads(2) { run(packed: true) })
+    }
+}
