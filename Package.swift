@@ -26,8 +26,15 @@ func targetCPU() -> String? {
 // (Swift never contracts `a * b + c` on its own).
 // LOOM_CPU_<TARGET> tells the binary which CPU it was built for, so it can refuse to run (one
 // line, not SIGILL) on a node that lacks that CPU's instructions.
+// LOOM_TARGET_FEATURES adds LLVM target features, comma-separated, through the Clang importer
+// (whose target options Swift's code generation shares). E.g. `-prefer-256-bit` keeps each
+// SIMD16 operation in one zmm register on Intel's AVX-512 targets, whose tuning splits it in
+// two: measure a build with and without it on an Intel host (see README "Choosing the target CPU").
+let targetFeatures = (ProcessInfo.processInfo.environment["LOOM_TARGET_FEATURES"] ?? "")
+    .split(separator: ",").flatMap { ["-Xcc", "-Xclang", "-Xcc", "-target-feature", "-Xcc", "-Xclang", "-Xcc", String($0)] }
 let cpuFlags = targetCPU().map { cpu in
     ["-target-cpu", cpu] + (["znver4", "skylake-avx512", "haswell"].contains(cpu) ? ["-DLOOM_FMA"] : [])
+        + targetFeatures
         + ["-DLOOM_CPU_" + cpu.uppercased().replacingOccurrences(of: "-", with: "_")]
 } ?? []
 // -O, not -Ounchecked: preconditions and bounds checks stay on in release builds. Measured side
