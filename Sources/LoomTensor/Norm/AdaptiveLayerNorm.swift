@@ -38,42 +38,14 @@ public func modulatedLayerNorm(_ x: Tensor, shift: Tensor, scale: Tensor, eps: F
         let pg = g.data, pdx = dx.data, pds = dshift.data, pdc = dscale.data
         // From the captured tensors, which keeps them alive until here.
         let pw = weight.data, px = x.data, mean = stats.data, rstd = stats.data + N * T
-        let inverseD = 1 / Float(D)
         Parallel.forRange(N, grain: 1) { samples in
             for n in samples {
                 let w = pw + n * D, dsh = pds + n * D, dsc = pdc + n * D
                 for r in n * T..<(n + 1) * T {
-                    let xr = px + r * D, gr = pg + r * D, dxr = pdx + r * D
-                    let m = mean[r], rs = rstd[r]
-                    // Σ w·g and Σ w·g·x̂ over the row (16 lanes), the shift and scale sums on the way.
-                    var accA = Float16x(repeating: 0), accB = Float16x(repeating: 0)
-                    var j = 0
-                    while j + 16 <= D {
-                        let gv = loadLanes(gr + j, 16), xhat = (loadLanes(xr + j, 16) - m) * rs
-                        let dxhat = gv * loadLanes(w + j, 16)
-                        accA += dxhat
-                        accB += dxhat * xhat
-                        storeLanes(loadLanes(dsh + j, 16) + gv, dsh + j, 16)
-                        storeLanes(loadLanes(dsc + j, 16) + gv * xhat, dsc + j, 16)
-                        j += 16
-                    }
-                    var tailA: Float = 0, tailB: Float = 0
-                    for k in j..<D {
-                        let xhat = (xr[k] - m) * rs
-                        tailA += gr[k] * w[k]
-                        tailB += gr[k] * w[k] * xhat
-                        dsh[k] += gr[k]
-                        dsc[k] += gr[k] * xhat
-                    }
-                    let a = (laneSum(accA) + tailA) * inverseD, b = (laneSum(accB) + tailB) * inverseD
-                    j = 0
-                    while j + 16 <= D {
-                        let xhat = (loadLanes(xr + j, 16) - m) * rs
-                        let dxhat = loadLanes(gr + j, 16) * loadLanes(w + j, 16)
-                        storeLanes((dxhat - a - xhat * b) * rs, dxr + j, 16)
-                        j += 16
-                    }
-                    for k in j..<D { dxr[k] = (gr[k] * w[k] - a - (xr[k] - m) * rs * b) * rs }
+                    let xr = px + r * D, gr = pg + r * D
+                    layerNormInputGradientRow(x: xr, g: gr, weight: w, mean: mean[r], rstd: rstd[r], dx: pdx + r * D, width: D)
+                    // The scale is the row's weight and the shift its bias: their sums over the tokens.
+                    layerNormAffineGradientRow(x: xr, g: gr, mean: mean[r], rstd: rstd[r], dw: dsc, db: dsh, width: D)
                 }
             }
         }

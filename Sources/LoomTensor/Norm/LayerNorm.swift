@@ -92,7 +92,6 @@ func layerNormBackward(g: Tensor, x: Tensor, weight: Tensor?, stats: Tensor, row
     let pw = weight?.data ?? ones!.data  // no branches on a missing weight in the loops
     let mean = stats.data, rstd = stats.data + R
     let dbPart = parts?.data, dwPart = parts.map { $0.data + blocks * D }
-    let inverseD = 1 / Float(D)
     Parallel.forRange(blocks, grain: 1) { range in
         for blk in range {
             let dwp = dwPart.map { $0 + blk * D }, dbp = dbPart.map { $0 + blk * D }
@@ -100,51 +99,63 @@ func layerNormBackward(g: Tensor, x: Tensor, weight: Tensor?, stats: Tensor, row
             dbp?.update(repeating: 0, count: D)
             for r in blk * rowsPerBlock..<min(R, (blk + 1) * rowsPerBlock) {
                 let xr = px + r * D, gr = pg + r * D
-                let m = mean[r], rs = rstd[r]
-                if let pdx {
-                    var accA = Float16x(repeating: 0), accB = Float16x(repeating: 0)
-                    var i = 0
-                    while i + 16 <= D {
-                        let dxhat = loadLanes(gr + i, 16) * loadLanes(pw + i, 16)
-                        let xhat = (loadLanes(xr + i, 16) - m) * rs
-                        accA += dxhat
-                        accB += dxhat * xhat
-                        i += 16
-                    }
-                    var tailA: Float = 0, tailB: Float = 0
-                    for j in i..<D {
-                        tailA += gr[j] * pw[j]
-                        tailB += gr[j] * pw[j] * ((xr[j] - m) * rs)
-                    }
-                    let a = (laneSum(accA) + tailA) * inverseD, b = (laneSum(accB) + tailB) * inverseD
-                    let dxr = pdx + r * D
-                    i = 0
-                    while i + 16 <= D {
-                        let xhat = (loadLanes(xr + i, 16) - m) * rs
-                        let dxhat = loadLanes(gr + i, 16) * loadLanes(pw + i, 16)
-                        storeLanes((dxhat - a - xhat * b) * rs, dxr + i, 16)
-                        i += 16
-                    }
-                    for j in i..<D { dxr[j] = (gr[j] * pw[j] - a - (xr[j] - m) * rs * b) * rs }
-                }
-                if let dwp, let dbp {
-                    var i = 0
-                    while i + 16 <= D {
-                        let gv = loadLanes(gr + i, 16)
-                        let xhat = (loadLanes(xr + i, 16) - m) * rs
-                        storeLanes(loadLanes(dwp + i, 16) + gv * xhat, dwp + i, 16)
-                        storeLanes(loadLanes(dbp + i, 16) + gv, dbp + i, 16)
-                        i += 16
-                    }
-                    for j in i..<D {
-                        dwp[j] += gr[j] * ((xr[j] - m) * rs)
-                        dbp[j] += gr[j]
-                    }
-                }
+                if let pdx { layerNormInputGradientRow(x: xr, g: gr, weight: pw, mean: mean[r], rstd: rstd[r], dx: pdx + r * D, width: D) }
+                if let dwp, let dbp { layerNormAffineGradientRow(x: xr, g: gr, mean: mean[r], rstd: rstd[r], dw: dwp, db: dbp, width: D) }
             }
         }
     }
+    withExtendedLifetime(ones) {}
     let dw = needW ? sumOverParts(dwPart!, parts: blocks, channels: D) : nil
     let db = needB ? sumOverParts(dbPart!, parts: blocks, channels: D) : nil
     return (dxTensor, dw, db)
+}
+
+/// One row's dx = 1/std·(w·g − mean(w·g) − x̂·mean(w·g·x̂)), the means over 16 lanes.
+@inline(__always)
+func layerNormInputGradientRow(x xr: UnsafeMutablePointer<Float>, g gr: UnsafeMutablePointer<Float>,
+                               weight pw: UnsafeMutablePointer<Float>, mean m: Float, rstd rs: Float,
+                               dx dxr: UnsafeMutablePointer<Float>, width D: Int) {
+    var accA = Float16x(repeating: 0), accB = Float16x(repeating: 0)
+    var i = 0
+    while i + 16 <= D {
+        let dxhat = loadLanes(gr + i, 16) * loadLanes(pw + i, 16)
+        let xhat = (loadLanes(xr + i, 16) - m) * rs
+        accA += dxhat
+        accB += dxhat * xhat
+        i += 16
+    }
+    var tailA: Float = 0, tailB: Float = 0
+    for j in i..<D {
+        tailA += gr[j] * pw[j]
+        tailB += gr[j] * pw[j] * ((xr[j] - m) * rs)
+    }
+    let inverseD = 1 / Float(D)
+    let a = (laneSum(accA) + tailA) * inverseD, b = (laneSum(accB) + tailB) * inverseD
+    i = 0
+    while i + 16 <= D {
+        let xhat = (loadLanes(xr + i, 16) - m) * rs
+        let dxhat = loadLanes(gr + i, 16) * loadLanes(pw + i, 16)
+        storeLanes((dxhat - a - xhat * b) * rs, dxr + i, 16)
+        i += 16
+    }
+    for j in i..<D { dxr[j] = (gr[j] * pw[j] - a - (xr[j] - m) * rs * b) * rs }
+}
+
+/// Adds one row's share of the affine gradients: dw += g·x̂, db += g.
+@inline(__always)
+func layerNormAffineGradientRow(x xr: UnsafeMutablePointer<Float>, g gr: UnsafeMutablePointer<Float>,
+                                mean m: Float, rstd rs: Float, dw dwp: UnsafeMutablePointer<Float>,
+                                db dbp: UnsafeMutablePointer<Float>, width D: Int) {
+    var i = 0
+    while i + 16 <= D {
+        let gv = loadLanes(gr + i, 16)
+        let xhat = (loadLanes(xr + i, 16) - m) * rs
+        storeLanes(loadLanes(dwp + i, 16) + gv * xhat, dwp + i, 16)
+        storeLanes(loadLanes(dbp + i, 16) + gv, dbp + i, 16)
+        i += 16
+    }
+    for j in i..<D {
+        dwp[j] += gr[j] * ((xr[j] - m) * rs)
+        dbp[j] += gr[j]
+    }
 }
