@@ -219,22 +219,46 @@ final class ConvPrimitive {
         withExtendedLifetime(buffers) {}
     }
 
-    /// Runs the pass. `weights` is read (forward, backward-data) or written (backward-weights)
-    /// in oihw; the chosen layout lives in a pooled buffer around the call.
-    private func run(weightsArg: Int32, weights: UnsafeMutablePointer<Float>, _ args: [(Int32, UnsafeMutableRawPointer)]) {
-        guard let reorder = weightsReorder else {
-            execute(args + [(weightsArg, UnsafeMutableRawPointer(weights))])
-            return
+    /// Runs backward-weights: diff_W is written in the primitive's layout into a pooled buffer
+    /// and reordered into `weights` (oihw) after.
+    private func runWritingWeights(_ weights: UnsafeMutablePointer<Float>, _ args: [(Int32, UnsafeMutableRawPointer)]) {
+        let arg = loom_dnnl_arg_diff_weights()
+        guard let reorder = weightsReorder else { return execute(args + [(arg, UnsafeMutableRawPointer(weights))]) }
+        let chosen = Storage(count: (main.bytes(arg) + 3) / 4)
+        execute(args + [(arg, UnsafeMutableRawPointer(chosen.data))])
+        reorder.execute([(loom_dnnl_arg_from(), UnsafeMutableRawPointer(chosen.data)), (loom_dnnl_arg_to(), UnsafeMutableRawPointer(weights))])
+    }
+
+    /// Runs a pass that reads the weights (forward, backward-data) on shares of the batch
+    /// (see `splitBatch`), `args(part, first)` giving each share's activations. When every
+    /// share has the same primitive, the weights are reordered into its layout once for all
+    /// shares, not once per share (DCGAN's 2 M-weight layers: a reorder per thread was work
+    /// that a second thread did not shorten).
+    private static func runReadingWeights(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool, weights: UnsafeMutablePointer<Float>,
+                                          _ args: (ConvGeometry, Int) -> [(Int32, UnsafeMutableRawPointer)]) {
+        let arg = loom_dnnl_arg_weights()
+        let parts = max(1, min(Parallel.threads, g.batch))
+        var share = g
+        share.batch = g.batch / parts
+        var shared: Storage?
+        if g.batch % parts == 0, let reorder = get(share, pass, bias: bias).weightsReorder {
+            let chosen = Storage(count: (get(share, pass, bias: bias).main.bytes(arg) + 3) / 4)
+            reorder.execute([(loom_dnnl_arg_from(), UnsafeMutableRawPointer(weights)), (loom_dnnl_arg_to(), UnsafeMutableRawPointer(chosen.data))])
+            shared = chosen
         }
-        let chosen = Storage(count: (main.bytes(weightsArg) + 3) / 4)
-        let from = loom_dnnl_arg_from(), to = loom_dnnl_arg_to()
-        if weightsArg == loom_dnnl_arg_diff_weights() {
-            execute(args + [(weightsArg, UnsafeMutableRawPointer(chosen.data))])
-            reorder.execute([(from, UnsafeMutableRawPointer(chosen.data)), (to, UnsafeMutableRawPointer(weights))])
-        } else {
-            reorder.execute([(from, UnsafeMutableRawPointer(weights)), (to, UnsafeMutableRawPointer(chosen.data))])
-            execute(args + [(weightsArg, UnsafeMutableRawPointer(chosen.data))])
+        splitBatch(g) { part, first in
+            let primitive = get(part, pass, bias: bias)
+            if let shared {
+                primitive.execute(args(part, first) + [(arg, UnsafeMutableRawPointer(shared.data))])
+            } else if let reorder = primitive.weightsReorder {
+                let chosen = Storage(count: (primitive.main.bytes(arg) + 3) / 4)
+                reorder.execute([(loom_dnnl_arg_from(), UnsafeMutableRawPointer(weights)), (loom_dnnl_arg_to(), UnsafeMutableRawPointer(chosen.data))])
+                primitive.execute(args(part, first) + [(arg, UnsafeMutableRawPointer(chosen.data))])
+            } else {
+                primitive.execute(args(part, first) + [(arg, UnsafeMutableRawPointer(weights))])
+            }
         }
+        withExtendedLifetime(shared) {}
     }
 
     // The raw passes below are off the tape; `Conv.swift` records them.
@@ -266,12 +290,11 @@ final class ConvPrimitive {
         let out = Tensor(uninitialized: g.dstShape)
         let srcImage = g.srcH * g.srcW * g.srcC, dstImage = g.dstH * g.dstW * g.dstC
         let ps = src.data, pd = out.data, pb = bias?.data
-        splitBatch(g) { part, first in
+        runReadingWeights(g, .forward, bias: pb != nil, weights: weight.data) { _, first in
             var args: [(Int32, UnsafeMutableRawPointer)] = [(loom_dnnl_arg_src(), UnsafeMutableRawPointer(ps + first * srcImage)),
                                                             (loom_dnnl_arg_dst(), UnsafeMutableRawPointer(pd + first * dstImage))]
             if let pb { args.append((loom_dnnl_arg_bias(), UnsafeMutableRawPointer(pb))) }
-            get(part, .forward, bias: pb != nil)
-                .run(weightsArg: loom_dnnl_arg_weights(), weights: weight.data, args)
+            return args
         }
         return out
     }
@@ -283,11 +306,9 @@ final class ConvPrimitive {
         let out = Tensor(uninitialized: g.srcShape)
         let srcImage = g.srcH * g.srcW * g.srcC, dstImage = g.dstH * g.dstW * g.dstC
         let pg = diffDst.data, pd = out.data
-        splitBatch(g) { part, first in
-            get(part, .backwardData, bias: false).run(weightsArg: loom_dnnl_arg_weights(), weights: weight.data, [
-                (loom_dnnl_arg_diff_dst(), UnsafeMutableRawPointer(pg + first * dstImage)),
-                (loom_dnnl_arg_diff_src(), UnsafeMutableRawPointer(pd + first * srcImage)),
-            ])
+        runReadingWeights(g, .backwardData, bias: false, weights: weight.data) { _, first in
+            [(loom_dnnl_arg_diff_dst(), UnsafeMutableRawPointer(pg + first * dstImage)),
+             (loom_dnnl_arg_diff_src(), UnsafeMutableRawPointer(pd + first * srcImage))]
         }
         return out
     }
@@ -333,7 +354,7 @@ final class ConvPrimitive {
                     (loom_dnnl_arg_diff_dst(), UnsafeMutableRawPointer(dy)),
                 ]
                 if let bias { args.append((loom_dnnl_arg_diff_bias(), UnsafeMutableRawPointer(bias))) }
-                get(cg, .backwardWeights, bias: withBias).run(weightsArg: loom_dnnl_arg_diff_weights(), weights: w, args)
+                get(cg, .backwardWeights, bias: withBias).runWritingWeights(w, args)
             }
         }
         for k in 1..<max(chunks, 1) {
