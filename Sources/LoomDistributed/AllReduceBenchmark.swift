@@ -4,7 +4,13 @@ import LoomTensor
 
 /// Bus bandwidth of all-reduce (as nccl-tests defines it: algorithm bandwidth × 2(n−1)/n)
 /// for a raw `MPI_Allreduce` loop, Loom's `Communicator.allReduceSum`, and the
-/// `GradientReducer` that training uses (bucketed, with pack/unpack and averaging).
+/// `GradientReducer` that training uses.
+///
+/// The reducer column times what a training step pays in the reducer for its gradients:
+/// `synchronize()` of one parameter (one bucket) whose gradient backward's leaf accumulation
+/// has just written into the bucket (as after `zeroGrad` and one backward pass), i.e. the
+/// bucket bookkeeping, the all-reduce and the averaging. That write itself, which replaces
+/// the copy backward makes of every leaf gradient without data parallelism, is not timed.
 public enum AllReduceBenchmark {
     /// One message size's results, in GB/s of bus bandwidth (slowest rank's time).
     public struct Row {
@@ -22,23 +28,41 @@ public enum AllReduceBenchmark {
             let buffer = Tensor(repeating: 1, shape: [count])
             let iterations = max(3, min(500, Int(budgetSeconds * 2e9 / Double(max(bytes, 4096)))))
             let factor = 2 * Double(comm.size - 1) / Double(comm.size)
+            func bandwidth(seconds: Double) throws -> Double {
+                Double(bytes) / (try comm.allReduceMax(seconds / Double(iterations))) * factor / 1e9
+            }
             func busBandwidth(_ body: () throws -> Void) throws -> Double {
                 try body()  // warm-up
                 try comm.barrier()
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 for _ in 0..<iterations { try body() }
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(iterations)
-                return Double(bytes) / (try comm.allReduceMax(seconds)) * factor / 1e9
+                return try bandwidth(seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
             }
             let raw = try busBandwidth {
                 try Communicator.check("MPI_Allreduce", MPI_Allreduce(loom_mpi_in_place(), buffer.data, Int32(count),
                                                                       loom_mpi_float(), loom_mpi_sum(), comm.comm))
             }
             let wrapped = try busBandwidth { try comm.allReduceSum(buffer.data, count: count) }
+            // The reducer: each iteration, untimed, what zeroGrad and backward leave behind (the
+            // gradient in the parameter's bucket view), then the timed synchronize().
             let parameter = Tensor.zeros([count], requiresGrad: true)
-            parameter.grad = Tensor(repeating: 1, shape: [count])
+            let gradient = Tensor(repeating: 1, shape: [count])
             let reducer = GradientReducer(parameters: [parameter], communicator: comm)
-            let reduced = try busBandwidth { try reducer.synchronize() }
+            func backwardWrote() {
+                parameter.grad = nil
+                parameter.accumulateGrad(gradient)
+            }
+            backwardWrote()
+            try reducer.synchronize()  // warm-up
+            var seconds = 0.0
+            for _ in 0..<iterations {
+                backwardWrote()
+                try comm.barrier()
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try reducer.synchronize()
+                seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            }
+            let reduced = try bandwidth(seconds: seconds)
             rows.append(Row(bytes: bytes, rawBusGBps: raw, communicatorBusGBps: wrapped, reducerBusGBps: reduced))
         }
         return rows
