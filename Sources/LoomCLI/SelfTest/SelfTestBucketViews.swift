@@ -31,6 +31,8 @@ struct SelfTestBucketViews: ParsableCommand {
         var keepGradients = false
         /// The last micro-batch's backward with `createGraph`.
         var createGraphLast = false
+        /// The second step synchronises again without any backward (needs `keepGradients`).
+        var secondStepWithoutBackward = false
     }
 
     static let scenarios: [Scenario] = [
@@ -43,6 +45,8 @@ struct SelfTestBucketViews: ParsableCommand {
         Scenario(name: "no zeroGrad between steps", overlap: false, keepGradients: true),
         Scenario(name: "no zeroGrad between steps, overlap", overlap: true, bucketBytes: 256, keepGradients: true),
         Scenario(name: "createGraph backward", overlap: false, microBatches: 2, createGraphLast: true),
+        Scenario(name: "synchronize again without backward", overlap: true, bucketBytes: 256, keepGradients: true,
+                 secondStepWithoutBackward: true),
     ]
 
     static let tolerance = 1e-5
@@ -80,7 +84,7 @@ struct SelfTestBucketViews: ParsableCommand {
                     net.head.bias!.grad = Tensor((0..<10).map { Float(r + 1) * 0.125 * Float($0 - 4) }, shape: [10])
                 }
             }
-            for k in 0..<s.microBatches {
+            for k in 0..<(s.secondStepWithoutBackward && step > 0 ? 0 : s.microBatches) {
                 reducer.startsDuringBackward = s.late || k == s.microBatches - 1
                 let first = step * perStep + (r * s.microBatches + k) * rowsPerPass
                 let rows = first..<(first + rowsPerPass)
