@@ -108,7 +108,8 @@ open class Module {
     /// Sets evaluation mode on this module and all its descendants.
     public final func eval() { train(false) }
 
-    /// Drops every parameter's gradient (PyTorch's `set_to_none`: the buffers return to the pool).
+    /// Drops every parameter's gradient (PyTorch's `set_to_none`: the buffers return to the pool;
+    /// a data-parallel gradient stays in its all-reduce bucket for the next backward to overwrite).
     public final func zeroGrad() {
         for t in parameters() { t.grad = nil }
     }

@@ -102,6 +102,7 @@ import Testing
         try refuses(["bench", "ops", "--threads", "0"], "--threads must be between 1 and 256, found 0")
         try refuses(["bench", "allreduce", "--max-mb", "4611686018427387904"], "--max-mb must be between 1 and 4096")
         try refuses(["bench", "allreduce", "--seconds", "nan"], "--seconds must be a number between 0.001 and 3600.0, found nan")
+        try refuses(["bench", "allreduce", "--rounds", "0"], "--rounds must be between 1 and 1000, found 0")
         try refuses(["bench", "checkpoint", "--base", "100000"], "--base must be between 1 and 512, found 100000")
         try refuses(["bench", "checkpoint", "--repeats=-1"], "--repeats must be between 1 and 10000, found -1")
         try refuses(["bench", "data", "--batch", "0"], "--batch must be between 1 and 65536, found 0")

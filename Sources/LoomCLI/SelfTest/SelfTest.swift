@@ -10,7 +10,8 @@ struct SelfTest: ParsableCommand {
         shouldDisplay: false, subcommands: [SelfTestAllReduce.self, SelfTestAbort.self, SelfTestMemory.self,
                                             SelfTestCheckpointCrash.self, SelfTestDDP.self, SelfTestSyncBN.self,
                                             SelfTestGANDDP.self, SelfTestRead.self, SelfTestForward.self, SelfTestVAEDDP.self,
-                                            SelfTestDiffusionDDP.self, SelfTestNumerics.self, SelfTestLatents.self])
+                                            SelfTestDiffusionDDP.self, SelfTestNumerics.self, SelfTestLatents.self,
+                                            SelfTestBucketViews.self])
 }
 
 /// Runs `body` on this rank; an error on any rank ends the whole job with a message naming

@@ -86,13 +86,22 @@ extension Tensor {
         // when handed over here; accumulate at once and let hooks start their work.
         Autograd.run(root: self, seed: gradient, targets: nil, createGraph: createGraph,
                      retainGraph: retainGraph || createGraph) { leaf, g in
-            if let old = leaf.grad {
-                leaf.grad = createGraph ? old + g : Autograd.addInPlace(old, g)
-            } else {
-                // Own the buffer: g may be shared with another leaf or with the caller.
-                leaf.grad = createGraph ? g : g.copy()
-            }
+            leaf.accumulateGrad(g, createGraph: createGraph)
             leaf.onGradientReady?(leaf)
+        }
+    }
+
+    /// Adds `g` to this leaf's `.grad` as `backward` does (without calling `onGradientReady`):
+    /// into its `gradientView` when it has one, else into `.grad`, or a copy of `g` when
+    /// there is none. With `createGraph` the sum is recorded on the tape.
+    public func accumulateGrad(_ g: Tensor, createGraph: Bool = false) {
+        precondition(g.count == count, "accumulateGrad: gradient \(g.shape) for \(shape)")
+        if let view = gradientView, view.accumulate(g, into: self, createGraph: createGraph) { return }
+        if let old = grad {
+            grad = createGraph ? old + g : Autograd.addInPlace(old, g)
+        } else {
+            // Own the buffer: g may be shared with another leaf or with the caller.
+            grad = createGraph ? g : g.copy()
         }
     }
 }

@@ -1,20 +1,35 @@
 import Foundation
 
-/// A float buffer owned by one or more tensors; its memory comes from and returns to `BufferPool`.
+/// A float buffer owned by one or more tensors; its memory comes from and returns to `BufferPool`,
+/// or, for a view, is a range of another storage that the view keeps alive.
 public final class Storage {
-    /// First element; 64-byte aligned.
+    /// First element; 64-byte aligned unless this is a view at an unaligned offset.
     public let data: UnsafeMutablePointer<Float>
     /// Number of valid elements.
     public let count: Int
     let capacity: Int
+    /// The storage this one views (nil when it owns its memory).
+    public let base: Storage?
 
     /// Takes an uninitialised buffer of `count` floats from the pool.
     public init(count: Int) {
         self.count = count
         (data, capacity) = BufferPool.shared.take(count)
+        base = nil
     }
 
-    deinit { BufferPool.shared.give(data, capacity: capacity) }
+    /// Elements `offset ..< offset + count` of `base`, shared (writes go to `base`), keeping
+    /// `base` alive; nothing returns to the pool when the view goes away.
+    public init(viewing base: Storage, offset: Int, count: Int) {
+        precondition(offset >= 0 && count >= 0 && offset + count <= base.count,
+                     "storage view \(offset)..<\(offset + count) outside \(base.count) elements")
+        data = base.data + offset
+        self.count = count
+        capacity = 0
+        self.base = base.base ?? base
+    }
+
+    deinit { if base == nil { BufferPool.shared.give(data, capacity: capacity) } }
 }
 
 /// A caching allocator: freed buffers are kept per size class and handed out again, so a

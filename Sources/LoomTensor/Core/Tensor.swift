@@ -17,6 +17,9 @@ public final class Tensor {
     /// Called during `backward()` as soon as this leaf's `.grad` is final for the pass
     /// (PyTorch's post-accumulate-grad hook): data parallelism starts all-reducing here.
     public var onGradientReady: ((Tensor) -> Void)?
+    /// Set by data parallelism's gradient reducer: backward then writes this leaf's gradient
+    /// into an all-reduce bucket, pre-scaled (see `GradientView`).
+    public var gradientView: GradientView?
 
     /// Number of elements.
     @inlinable public var count: Int { storage.count }
