@@ -236,29 +236,25 @@ final class ConvPrimitive {
     /// that a second thread did not shorten).
     private static func runReadingWeights(_ g: ConvGeometry, _ pass: ConvPass, bias: Bool, weights: UnsafeMutablePointer<Float>,
                                           _ args: (ConvGeometry, Int) -> [(Int32, UnsafeMutableRawPointer)]) {
-        let arg = loom_dnnl_arg_weights()
         let parts = max(1, min(Parallel.threads, g.batch))
         var share = g
         share.batch = g.batch / parts
-        var shared: Storage?
-        if g.batch % parts == 0, let reorder = get(share, pass, bias: bias).weightsReorder {
-            let chosen = Storage(count: (get(share, pass, bias: bias).main.bytes(arg) + 3) / 4)
-            reorder.execute([(loom_dnnl_arg_from(), UnsafeMutableRawPointer(weights)), (loom_dnnl_arg_to(), UnsafeMutableRawPointer(chosen.data))])
-            shared = chosen
-        }
+        let shared = g.batch % parts == 0 ? get(share, pass, bias: bias).reorderedWeights(weights) : nil
         splitBatch(g) { part, first in
             let primitive = get(part, pass, bias: bias)
-            if let shared {
-                primitive.execute(args(part, first) + [(arg, UnsafeMutableRawPointer(shared.data))])
-            } else if let reorder = primitive.weightsReorder {
-                let chosen = Storage(count: (primitive.main.bytes(arg) + 3) / 4)
-                reorder.execute([(loom_dnnl_arg_from(), UnsafeMutableRawPointer(weights)), (loom_dnnl_arg_to(), UnsafeMutableRawPointer(chosen.data))])
-                primitive.execute(args(part, first) + [(arg, UnsafeMutableRawPointer(chosen.data))])
-            } else {
-                primitive.execute(args(part, first) + [(arg, UnsafeMutableRawPointer(weights))])
-            }
+            let chosen = shared ?? primitive.reorderedWeights(weights)
+            primitive.execute(args(part, first) + [(loom_dnnl_arg_weights(), UnsafeMutableRawPointer(chosen?.data ?? weights))])
+            withExtendedLifetime(chosen) {}
         }
-        withExtendedLifetime(shared) {}
+    }
+
+    /// `weights` (oihw) reordered into this primitive's layout in a pooled buffer, or nil when
+    /// the primitive reads oihw itself.
+    private func reorderedWeights(_ weights: UnsafeMutablePointer<Float>) -> Storage? {
+        guard let reorder = weightsReorder else { return nil }
+        let chosen = Storage(count: (main.bytes(loom_dnnl_arg_weights()) + 3) / 4)
+        reorder.execute([(loom_dnnl_arg_from(), UnsafeMutableRawPointer(weights)), (loom_dnnl_arg_to(), UnsafeMutableRawPointer(chosen.data))])
+        return chosen
     }
 
     // The raw passes below are off the tape; `Conv.swift` records them.
