@@ -99,6 +99,9 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [37, 4, 4, 16], cout: 24, k: 4, stride: 1, padding: 0),            // full window: GEMM, 2 weight chunks
         ConvCase(x: [3, 4, 4, 5], cout: 6, k: 4, stride: 2, padding: 0, bias: false),  // full window, stride 2
         ConvCase(x: [5, 4, 4, 32], cout: 1, k: 4, stride: 1, padding: 0),              // DCGAN D's last layer
+        ConvCase(x: [3, 8, 8, 64], cout: 32, k: 4, stride: 2, padding: 1),             // weights as forward, with bias
+        ConvCase(x: [2, 6, 6, 128], cout: 16, k: 3, stride: 2, padding: 1, bias: false),  // weights as forward, 2 shares
+        ConvCase(x: [2, 7, 7, 64], cout: 16, k: 2, stride: 2, padding: 0),             // small strided output, right padding −1: jit kernel
     ]
 
     static let transposedCases: [ConvCase] = [
@@ -117,6 +120,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [5, 8, 8, 128], cout: 4, k: 4, stride: 2, padding: 1),                  // DCGAN's last G layer, small
         ConvCase(x: [2, 5, 4, 48], cout: 3, k: 4, stride: 2, padding: 1),                   // to RGB: few-channel forward
         ConvCase(x: [2, 3, 4, 17], cout: 2, k: 3, stride: 2, padding: 0, outputPadding: 1),  // few-channel, scalar tail
+        ConvCase(x: [2, 4, 4, 16], cout: 64, k: 4, stride: 2, padding: 1),                  // weights as forward (DCGAN G)
     ]
 
     /// Random x, W, b and output gradient for `c`; W is `wShape`.
@@ -249,6 +253,23 @@ struct ConvCase: CustomStringConvertible, Sendable {
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
         return flags.contains("avx512f")
+    }
+
+    /// Backward-weights of a strided layer with a small output runs as a forward convolution
+    /// over fixed shares of input channels: the same bits at one and at two threads.
+    @Test func smallOutputWeightGradientIgnoresThreadCount() {
+        var s = RandomStream(key: 23)
+        let x = Tensor.uniform([6, 8, 8, 192], low: -1, high: 1, stream: &s)
+        let w = Tensor.uniform([48, 192, 4, 4], low: -0.1, high: 0.1, stream: &s)
+        let g = Tensor.uniform([6, 4, 4, 48], low: -1, high: 1, stream: &s)
+        w.requiresGrad = true
+        let dW = [1, 2].map { threads in
+            Parallel.withThreads(threads) {
+                grad(of: conv2d(x, weight: w, bias: nil, stride: 2, padding: 1), wrt: [w], gradOutput: g)[0].array
+            }
+        }
+        #expect(dW[0] == dW[1])
+        #expect(dW[0].contains { $0 != 0 })
     }
 
     @Test func winogradDiffersFromDirectByRoundingAndIgnoresThreadCount() {

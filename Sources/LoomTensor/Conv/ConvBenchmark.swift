@@ -255,6 +255,7 @@ public enum ConvBenchmark {
                                  FewChannelConv.handles(geo) ? "loom:few_channels"
                                     : full ?? ConvPrimitive.get(part, .backwardData, bias: false).main.implementation,
                                  geo.dstC == 1 ? single : geo.isPointwise ? "dnnl_sgemm"
+                                    : WeightsAsForwardConv.handles(geo) ? "loom:as_forward(\(WeightsAsForwardConv.implementation(geo)))"
                                     : full ?? ConvPrimitive.get(chunk, .backwardWeights, bias: true).main.implementation]
                     timings[i].append(Timing(shape: shape, count: count, flops: geo.flops, best: best[i], median: median[i],
                                              cpuBest: cpuBest[i], implementations: impls,

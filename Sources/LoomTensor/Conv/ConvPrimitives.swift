@@ -316,8 +316,12 @@ final class ConvPrimitive {
     /// diff_W (and diff_bias = diff_dst summed over N, H, W when `withBias`), the adjoint
     /// of `forward` in W: one single-threaded primitive (or GEMM for 1×1 and full-window kernels,
     /// or Loom's loop for one output channel) per chunk of
-    /// images, chunks spread over `Parallel.threads`, partial results added in chunk order.
+    /// images, chunks spread over `Parallel.threads`, partial results added in chunk order;
+    /// strided layers with small outputs run as a forward convolution (`WeightsAsForwardConv`).
     static func backwardWeights(_ g: ConvGeometry, src: Tensor, diffDst: Tensor, withBias: Bool) -> (Tensor, Tensor?) {
+        if WeightsAsForwardConv.handles(g) {
+            return WeightsAsForwardConv.backwardWeights(g, src: src, diffDst: diffDst, withBias: withBias)
+        }
         let per = weightChunkImages, chunks = (g.batch + per - 1) / per
         let wCount = g.weightShape.reduce(1, *), bCount = withBias ? g.dstC : 0
         let srcImage = g.srcH * g.srcW * g.srcC, dstImage = g.dstH * g.dstW * g.dstC

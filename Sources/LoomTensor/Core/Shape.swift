@@ -102,31 +102,64 @@ func permuteCopy(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer
         return
     }
     // The input's innermost axis (stride 1) is output axis q; the output's innermost axis
-    // has input stride sl. Transpose (q, last) in tiles; the other axes are walked outside.
+    // has input stride sl. Transpose (q, last) in 16×16 tiles; the other axes are walked
+    // outside. A tile is read as 16 runs of 16 floats along q and written as 16 runs along
+    // the last axis, through a staging tile: every cache line is used whole when it is
+    // touched, so power-of-two strides (which map a tile's lines onto one L1 set) cost nothing.
     let q = ist.firstIndex(of: 1)!
     let nq = ext[q], nl = ext[r - 1], sl = ist[r - 1], osq = ost[q]
     var oe: [Int] = [], oi: [Int] = [], oo: [Int] = []
     for d in 0..<(r - 1) where d != q { oe.append(ext[d]); oi.append(ist[d]); oo.append(ost[d]) }
-    let tile = 32
+    let tile = 16
     let qTiles = (nq + tile - 1) / tile
     let outer = oe.reduce(1, *)
     Parallel.forRange(outer * qTiles, grain: Swift.max(1, (1 << 14) / (tile * nl))) { range in
-        var w = OffsetOdometer(extents: oe, strides0: oi, strides1: oo, start: range.lowerBound / qTiles)
-        for item in range {
-            let t = item % qTiles
-            if t == 0 && item != range.lowerBound { w.next() }
-            let q0 = t * tile, q1 = Swift.min(q0 + tile, nq)
-            let s = src + w.offset0, o = dst + w.offset1
-            var l0 = 0
-            while l0 < nl {
-                let l1 = Swift.min(l0 + tile, nl)
-                for iq in q0..<q1 {
-                    let so = s + iq, oq = o + iq * osq
-                    for il in l0..<l1 { oq[il] = so[il * sl] }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: tile * tile) { staging in
+            let st = staging.baseAddress!
+            var w = OffsetOdometer(extents: oe, strides0: oi, strides1: oo, start: range.lowerBound / qTiles)
+            for item in range {
+                let t = item % qTiles
+                if t == 0 && item != range.lowerBound { w.next() }
+                let q0 = t * tile, nqt = Swift.min(tile, nq - q0)
+                let s = src + w.offset0 + q0, o = dst + w.offset1 + q0 * osq
+                var l0 = 0
+                while l0 < nl {
+                    let nlt = Swift.min(tile, nl - l0)
+                    if nlt == tile && nqt == tile {
+                        transposeTile16(s + l0 * sl, sl, o + l0, osq)
+                        l0 += tile
+                        continue
+                    }
+                    // staging[iq][il] = src[l0 + il][q0 + iq]
+                    for il in 0..<nlt {
+                        let run = s + (l0 + il) * sl
+                        for iq in 0..<nqt { st[iq * tile + il] = run[iq] }
+                    }
+                    for iq in 0..<nqt { (o + iq * osq + l0).update(from: st + iq * tile, count: nlt) }
+                    l0 += nlt
                 }
-                l0 = l1
             }
         }
+    }
+}
+
+/// to[j·toStride + i] = from[i·fromStride + j] for a 16×16 tile, in registers: four rounds
+/// of pairing rows that differ in bit r, the even lanes of both into one row and the odd
+/// lanes into the other, move the row index into the lanes one bit at a time.
+@inline(__always)
+func transposeTile16(_ from: UnsafePointer<Float>, _ fromStride: Int, _ to: UnsafeMutablePointer<Float>, _ toStride: Int) {
+    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 16) { rows in
+        let r = rows.baseAddress!
+        for i in 0..<16 { r[i] = UnsafeRawPointer(from + i * fromStride).loadUnaligned(as: SIMD16<Float>.self) }
+        for bit in 0..<4 {
+            let step = 1 << bit
+            for p in 0..<16 where p & step == 0 {
+                let a = r[p], b = r[p + step]
+                r[p] = SIMD16(lowHalf: a.evenHalf, highHalf: b.evenHalf)
+                r[p + step] = SIMD16(lowHalf: a.oddHalf, highHalf: b.oddHalf)
+            }
+        }
+        for j in 0..<16 { UnsafeMutableRawPointer(to + j * toStride).storeBytes(of: r[j], as: SIMD16<Float>.self) }
     }
 }
 
