@@ -94,7 +94,10 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [2, 9, 7, 16], cout: 64, k: 3, stride: 1, padding: 1),             // Winograd, all three passes
         ConvCase(x: [35, 6, 5, 32], cout: 16, k: 3, stride: 1, padding: 1, bias: false),  // Winograd fwd/bwd-data, 2 chunks
         ConvCase(x: [3, 1, 2, 16], cout: 64, k: 3, stride: 1, padding: 1),             // Winograd-eligible, tiny image
-        ConvCase(x: [2, 9, 8, 3], cout: 32, k: 4, stride: 2, padding: 1),              // few-channel backward-data (RGB input)
+        ConvCase(x: [2, 9, 8, 3], cout: 32, k: 4, stride: 2, padding: 1),              // space-to-depth backward-data (RGB input)
+        ConvCase(x: [2, 7, 6, 3], cout: 16, k: 4, stride: 2, padding: 1),              // space-to-depth, odd height
+        ConvCase(x: [2, 8, 8, 2], cout: 16, k: 2, stride: 2, padding: 0, bias: false),  // space-to-depth, no padding
+        ConvCase(x: [2, 9, 9, 3], cout: 16, k: 4, stride: 2, padding: 0),              // few-channel loop (right padding −1)
         ConvCase(x: [3, 7, 5, 1], cout: 20, k: 3, stride: 1, padding: 1),              // few-channel, 4 channels past the vectors
         ConvCase(x: [37, 4, 4, 16], cout: 24, k: 4, stride: 1, padding: 0),            // full window: GEMM, 2 weight chunks
         ConvCase(x: [3, 4, 4, 5], cout: 6, k: 4, stride: 2, padding: 0, bias: false),  // full window, stride 2
@@ -118,7 +121,7 @@ struct ConvCase: CustomStringConvertible, Sendable {
         ConvCase(x: [3, 3, 4, 1], cout: 20, k: 3, stride: 2, padding: 1, outputPadding: 1),  // one input channel
         ConvCase(x: [2, 5, 6, 64], cout: 16, k: 3, stride: 1, padding: 1),                   // Winograd underneath
         ConvCase(x: [5, 8, 8, 128], cout: 4, k: 4, stride: 2, padding: 1),                  // DCGAN's last G layer, small
-        ConvCase(x: [2, 5, 4, 48], cout: 3, k: 4, stride: 2, padding: 1),                   // to RGB: few-channel forward
+        ConvCase(x: [2, 5, 4, 48], cout: 3, k: 4, stride: 2, padding: 1),                   // to RGB: space-to-depth forward
         ConvCase(x: [2, 3, 4, 17], cout: 2, k: 3, stride: 2, padding: 0, outputPadding: 1),  // few-channel, scalar tail
         ConvCase(x: [2, 4, 4, 16], cout: 64, k: 4, stride: 2, padding: 1),                  // weights as forward (DCGAN G)
     ]

@@ -297,6 +297,7 @@ final class ConvPrimitive {
 
     /// diff_src = convᵀ(diff_dst, W), the adjoint of `forward` in src.
     static func backwardData(_ g: ConvGeometry, diffDst: Tensor, weight: Tensor) -> Tensor {
+        if SpaceToDepthConv.handles(g) { return SpaceToDepthConv.backwardData(g, diffDst: diffDst, weight: weight) }
         if FewChannelConv.handles(g) { return FewChannelConv.backwardData(g, diffDst: diffDst, weight: weight) }
         if FullWindowConv.handles(g) { return FullWindowConv.backwardData(g, diffDst: diffDst, weight: weight) }
         let out = Tensor(uninitialized: g.srcShape)
