@@ -27,8 +27,19 @@ public final class Sequential: Module, Layer {
         layers.enumerated().map { ("\($0.offset)", .module($0.element)) }
     }
 
-    /// Applies every layer in turn.
+    /// Applies every layer in turn; a BatchNorm2d followed by ReLU or LeakyReLU runs as one
+    /// fused op (the same values, one pass through memory fewer each way).
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        layers.reduce(x) { $1($0) }
+        var y = x, i = 0
+        while i < layers.count {
+            if let norm = layers[i] as? BatchNorm2d, i + 1 < layers.count, let act = layers[i + 1] as? any FusableActivation {
+                y = norm(y, then: act.fused)
+                i += 2
+            } else {
+                y = layers[i](y)
+                i += 1
+            }
+        }
+        return y
     }
 }

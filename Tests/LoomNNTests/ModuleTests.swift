@@ -232,4 +232,23 @@ final class Net: Module {
         let seq = Sequential(Scale(2, bias: false, value: 3), Doubling())
         #expect(seq(Tensor([1, 2], shape: [2])).array == [6, 12])
     }
+
+    /// BatchNorm2d → ReLU / LeakyReLU runs fused inside Sequential: the same outputs, input
+    /// gradients and running statistics as applying the layers one by one, keys unchanged.
+    @Test func sequentialFusesBatchNormAndActivation() {
+        var s = RandomStream(key: 4)
+        let x = Tensor.normal([4, 3, 3, 24], mean: 0.5, std: 2, stream: &s)
+        let g = Tensor.normal(x.shape, stream: &s)
+        x.requiresGrad = true
+        for act in [ReLU(), LeakyReLU(0.2)] as [any Layer] {
+            let norm = BatchNorm2d(24), twin = BatchNorm2d(24)
+            let seq = Sequential(norm, act)
+            #expect(seq.namedParameters().map(\.0) == ["0.weight", "0.bias"])
+            let fused = seq(x), separate = act(twin(x))
+            #expect(fused.array == separate.array)
+            #expect(grad(of: fused, wrt: [x], gradOutput: g)[0].array == grad(of: separate, wrt: [x], gradOutput: g)[0].array)
+            #expect(norm.runningVar.array == twin.runningVar.array && norm.runningMean.array == twin.runningMean.array)
+            #expect(fused.array.contains { $0 < 0 } == (act is LeakyReLU))
+        }
+    }
 }

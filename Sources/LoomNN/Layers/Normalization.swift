@@ -63,7 +63,11 @@ public final class BatchNorm2d: Module, Layer {
         runningVar = Tensor.ones([channels])
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, then: .none) }
+
+    /// The normalised `x` with `activation` applied in the same passes (`Sequential` uses it
+    /// for a BatchNorm2d followed by ReLU or LeakyReLU).
+    public func callAsFunction(_ x: Tensor, then activation: FusedActivation) -> Tensor {
         var statistics: (mean: Tensor, variance: Tensor)?
         var count: Int?
         if isTraining, let reducer {
@@ -81,6 +85,7 @@ public final class BatchNorm2d: Module, Layer {
         if isTraining { noGrad { batchesTracked.data[0] += 1 } }
         return batchNorm(x, weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
                          training: isTraining, momentum: momentum, eps: eps,
-                         statistics: statistics, statisticsCount: count, synchronizedBackward: statistics == nil ? nil : reducer)
+                         statistics: statistics, statisticsCount: count, synchronizedBackward: statistics == nil ? nil : reducer,
+                         activation: activation)
     }
 }

@@ -57,10 +57,44 @@ public func batchNormMoments(sum: [Double], sumOfSquares: [Double], count: Int) 
 /// sums). Without it, the supplied statistics are treated as this rank's own (exact with
 /// one rank). The weight and bias gradients are this rank's sums; the supplied tensors get
 /// no gradient.
+///
+/// `activation` is applied in the same passes (forward and backward), with the values of
+/// the separate op (`relu`, `leakyRelu`), saving a trip through memory each way.
 public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: Tensor, runningVar: Tensor,
                       training: Bool, momentum: Float = 0.1, eps: Float = 1e-5,
                       statistics: (mean: Tensor, variance: Tensor)? = nil, statisticsCount: Int? = nil,
-                      synchronizedBackward: ReplicaReducer? = nil) -> Tensor {
+                      synchronizedBackward: ReplicaReducer? = nil, activation: FusedActivation = .none) -> Tensor {
+    let mode = training ? "train" : "eval"
+    switch activation {
+    case .none:
+        return batchNormOp(NoActivation(), "batch_norm_\(mode)", x, weight: weight, bias: bias, runningMean: runningMean,
+                           runningVar: runningVar, training: training, momentum: momentum, eps: eps, statistics: statistics,
+                           statisticsCount: statisticsCount, synchronizedBackward: synchronizedBackward)
+    case .relu:
+        return batchNormOp(ReLUActivation(), "batch_norm_relu_\(mode)", x, weight: weight, bias: bias, runningMean: runningMean,
+                           runningVar: runningVar, training: training, momentum: momentum, eps: eps, statistics: statistics,
+                           statisticsCount: statisticsCount, synchronizedBackward: synchronizedBackward)
+    case .leakyReLU(let slope):
+        return batchNormOp(LeakyReLUActivation(slope: slope), "batch_norm_leaky_relu_\(mode)", x, weight: weight, bias: bias,
+                           runningMean: runningMean, runningVar: runningVar, training: training, momentum: momentum, eps: eps,
+                           statistics: statistics, statisticsCount: statisticsCount, synchronizedBackward: synchronizedBackward)
+    }
+}
+
+/// An activation that `batchNorm` applies in its own passes (DCGAN's BN → ReLU, BN → LeakyReLU).
+public enum FusedActivation: Equatable, Sendable {
+    /// None: the normalised values themselves.
+    case none
+    /// max(z, 0), as `Tensor.relu`.
+    case relu
+    /// z for z > 0, slope·z otherwise, as `Tensor.leakyRelu`.
+    case leakyReLU(slope: Float)
+}
+
+func batchNormOp<A: NormActivation>(_ act: A, _ name: String, _ x: Tensor, weight: Tensor?, bias: Tensor?,
+                                    runningMean: Tensor, runningVar: Tensor, training: Bool, momentum: Float, eps: Float,
+                                    statistics: (mean: Tensor, variance: Tensor)?, statisticsCount: Int?,
+                                    synchronizedBackward: ReplicaReducer?) -> Tensor {
     let L = BatchNormLayout(shape: x.shape)
     let C = L.channels
     for (t, what) in [(weight, "weight"), (bias, "bias"), (runningMean, "runningMean"), (runningVar, "runningVar"),
@@ -109,14 +143,15 @@ public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: 
         }
     }
     let out = Tensor(uninitialized: x.shape)
-    batchNormForward(L, x: x.data, y: out.data, mean: mean, rstd: rstd, weight: weight?.data, bias: bias?.data)
+    batchNormForward(act, L, x: x.data, y: out.data, mean: mean, rstd: rstd, weight: weight?.data, bias: bias?.data)
     let affine = AffineInputs(x, weight, bias)
-    return out.recorded(training ? "batch_norm_train" : "batch_norm_eval", affine.inputs) { g, needs in
+    return out.recorded(name, affine.inputs) { g, needs in
         let needW = affine.needW(needs), needB = affine.needB(needs)
         if training, statistics != nil, let reducer = synchronizedBackward {
             let (dx, dw, db) = noGrad {
-                synchronizedBatchNormBackward(L, g: g, x: x, weight: weight, stats: stats,
-                                              count: statisticsCount ?? L.rows, reducer: reducer)
+                let gz = A.isIdentity ? g : act.gradient(g, preActivation(L, x: x, weight: weight, bias: bias, stats: stats))
+                return synchronizedBatchNormBackward(L, g: gz, x: x, weight: weight, stats: stats,
+                                                     count: statisticsCount ?? L.rows, reducer: reducer)
             }
             return affine.gradients(dx: needs[0] ? dx : nil, dw: needW ? dw : nil, db: needB ? db : nil)
         }
@@ -133,13 +168,19 @@ public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, runningMean: 
                 stdT.data.update(from: stats.data + 2 * C, count: C)
                 xhat = (v - meanT) / stdT
             }
+            var gz = g.reshaped([L.rows, C])
+            if !A.isIdentity {
+                var z = weight.map { xhat * $0.reshaped([C]) } ?? xhat
+                if let bias { z = z + bias.reshaped([C]) }
+                gz = act.gradient(gz, z)
+            }
             let (dx, dw, db) = NormComposite.backward(
-                gz: g.reshaped([L.rows, C]), xhat: xhat, std: stdT, weight: weight?.reshaped([C]), statShape: [1, C],
+                gz: gz, xhat: xhat, std: stdT, weight: weight?.reshaped([C]), statShape: [1, C],
                 affineShape: [1, C], throughStatistics: training, needX: needs[0], needW: needW, needB: needB)
             return affine.gradients(dx: dx?.reshaped(x.shape), dw: dw, db: db)
         }
-        let (dx, dw, db) = batchNormBackward(L, g: g, x: x, weight: weight, stats: stats, throughStatistics: training,
-                                             needX: needs[0], needW: needW, needB: needB)
+        let (dx, dw, db) = batchNormBackward(act, L, g: g, x: x, weight: weight, bias: bias, stats: stats,
+                                             throughStatistics: training, needX: needs[0], needW: needW, needB: needB)
         return affine.gradients(dx: dx, dw: dw, db: db)
     }
 }
@@ -174,47 +215,71 @@ struct BatchNormLayout {
     }
 }
 
-/// y = (x − mean)·(1/std·w) + b per channel.
-func batchNormForward(_ L: BatchNormLayout, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
-                      mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
-                      weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?) {
-    let C = L.channels
+/// Per channel scale = 1/std·w and shift = b, so that z = (x − mean)·scale + shift (a [2, C]
+/// tensor: scale, then shift). The forward and the fused backward both use it, so z is
+/// bit-identical in both.
+func batchNormCoefficients(_ C: Int, rstd: UnsafeMutablePointer<Float>, weight: UnsafeMutablePointer<Float>?,
+                           bias: UnsafeMutablePointer<Float>?) -> Tensor {
     let coefs = Tensor(uninitialized: [2, C])
-    let scale = coefs.data, shift = coefs.data + C
     for c in 0..<C {
-        scale[c] = rstd[c] * (weight?[c] ?? 1)
-        shift[c] = bias?[c] ?? 0
+        coefs.data[c] = rstd[c] * (weight?[c] ?? 1)
+        coefs.data[C + c] = bias?[c] ?? 0
     }
+    return coefs
+}
+
+/// y = act((x − mean)·(1/std·w) + b) per channel.
+func batchNormForward<A: NormActivation>(_ act: A, _ L: BatchNormLayout, x: UnsafeMutablePointer<Float>,
+                                         y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
+                                         rstd: UnsafeMutablePointer<Float>, weight: UnsafeMutablePointer<Float>?,
+                                         bias: UnsafeMutablePointer<Float>?) {
+    let C = L.channels
+    let coefs = batchNormCoefficients(C, rstd: rstd, weight: weight, bias: bias)
+    let scale = coefs.data, shift = coefs.data + C
     L.forEachBlock { _, rows in
         let o = rows.lowerBound * C
-        forEachLaneBlock(width: C, NormalizeKernel<NoActivation>(x: x + o, y: y + o, rows: rows.count, stride: C,
-                                                                 mean: mean, scale: scale, shift: shift))
+        forEachLaneBlock(width: C, NormalizeKernel(act: act, x: x + o, y: y + o, rows: rows.count, stride: C,
+                                                   mean: mean, scale: scale, shift: shift))
     }
 }
 
-/// Fused first-order backward: db = Σg, dw = Σg·x̂ per channel; in training
-/// dx = w/std·(g − mean(g) − x̂·mean(g·x̂)), in eval (or with `throughStatistics` false)
-/// dx = w/std·g.
-func batchNormBackward(_ L: BatchNormLayout, g: Tensor, x: Tensor, weight: Tensor?, stats: Tensor,
-                       throughStatistics: Bool, needX: Bool, needW: Bool, needB: Bool) -> (Tensor?, Tensor?, Tensor?) {
+/// z = (x − mean)·(1/std·w) + b, the activation's input (for the synchronised backward).
+func preActivation(_ L: BatchNormLayout, x: Tensor, weight: Tensor?, bias: Tensor?, stats: Tensor) -> Tensor {
+    let z = Tensor(uninitialized: x.shape)
+    batchNormForward(NoActivation(), L, x: x.data, y: z.data, mean: stats.data, rstd: stats.data + L.channels,
+                     weight: weight?.data, bias: bias?.data)
+    return z
+}
+
+/// Fused first-order backward, with dz = act'(z)·g (dz = g without an activation):
+/// db = Σdz, dw = Σdz·x̂ per channel; in training dx = w/std·(dz − mean(dz) − x̂·mean(dz·x̂)),
+/// in eval (or with `throughStatistics` false) dx = w/std·dz. dz is kept in dx's buffer
+/// between the two passes.
+func batchNormBackward<A: NormActivation>(_ act: A, _ L: BatchNormLayout, g: Tensor, x: Tensor, weight: Tensor?,
+                                          bias: Tensor?, stats: Tensor, throughStatistics: Bool, needX: Bool,
+                                          needW: Bool, needB: Bool) -> (Tensor?, Tensor?, Tensor?) {
     let C = L.channels
     let px = x.data, pg = g.data, pw = weight?.data
     let mean = stats.data, rstd = stats.data + C
+    let out = needX ? Tensor(uninitialized: x.shape) : nil
+    let pdx = out?.data
     var sumG = [Double](repeating: 0, count: C), sumGXhat = sumG
-    if needW || needB || (needX && throughStatistics) {
+    if needW || needB || (needX && (throughStatistics || !A.isIdentity)) {
+        let coefs = batchNormCoefficients(C, rstd: rstd, weight: pw, bias: bias?.data)
         let parts = Tensor(uninitialized: [2, L.blocks, C])
-        let p = parts.data, p2 = parts.data + L.blocks * C
+        let p = parts.data, p2 = parts.data + L.blocks * C, scale = coefs.data, shift = coefs.data + C
         L.forEachBlock { blk, rows in
             let o = rows.lowerBound * C
-            forEachLaneBlock(width: C, GradientSumsKernel<NoActivation>(
-                x: px + o, g: pg + o, dzOut: nil, rows: rows.count, stride: C, mean: mean, rstd: rstd,
-                scale: rstd, shift: mean, sumDz: p + blk * C, sumDzXhat: p2 + blk * C))
+            forEachLaneBlock(width: C, GradientSumsKernel(
+                act: act, x: px + o, g: pg + o, dzOut: A.isIdentity ? nil : pdx.map { $0 + o }, rows: rows.count,
+                stride: C, mean: mean, rstd: rstd, scale: scale, shift: shift, sumDz: p + blk * C,
+                sumDzXhat: p2 + blk * C))
         }
         sumG = L.totals(p)
         sumGXhat = L.totals(p2)
     }
     var dx: Tensor?
-    if needX {
+    if let out, let pdx {
         let coefs = Tensor(uninitialized: [3, C])
         let coefA = coefs.data, coefB = coefs.data + C, coefC = coefs.data + 2 * C
         let inverseRows = 1 / Double(L.rows)
@@ -224,11 +289,10 @@ func batchNormBackward(_ L: BatchNormLayout, g: Tensor, x: Tensor, weight: Tenso
             coefB[c] = throughStatistics ? Float(a * rs * sumGXhat[c] * inverseRows) : 0
             coefC[c] = throughStatistics ? Float(a * sumG[c] * inverseRows) : 0
         }
-        let out = Tensor(uninitialized: x.shape)
-        let pdx = out.data
+        let pdz = A.isIdentity ? pg : pdx
         L.forEachBlock { _, rows in
             let o = rows.lowerBound * C
-            forEachLaneBlock(width: C, InputGradientKernel(dz: pg + o, x: px + o, dx: pdx + o, rows: rows.count,
+            forEachLaneBlock(width: C, InputGradientKernel(dz: pdz + o, x: px + o, dx: pdx + o, rows: rows.count,
                                                            stride: C, mean: mean, a: coefA, b: coefB, k: coefC))
         }
         dx = out

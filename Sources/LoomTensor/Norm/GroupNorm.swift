@@ -10,12 +10,12 @@
 /// y = (x − mean)/√(var + eps)·weight + bias, statistics per sample and group of channels.
 /// `x` is `[N, …, C]` with C divisible by `groups`; weight and bias are `[C]` or nil.
 public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
-    groupNormOp(NoActivation.self, "group_norm", x, groups: groups, weight: weight, bias: bias, eps: eps)
+    groupNormOp(NoActivation(), "group_norm", x, groups: groups, weight: weight, bias: bias, eps: eps)
 }
 
 /// silu(groupNorm(x)), in one fused pass forward and one fused backward.
 public func groupNormSiLU(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
-    groupNormOp(SiLUActivation.self, "group_norm_silu", x, groups: groups, weight: weight, bias: bias, eps: eps)
+    groupNormOp(SiLUActivation(), "group_norm_silu", x, groups: groups, weight: weight, bias: bias, eps: eps)
 }
 
 /// How a group-norm input splits into work units.
@@ -49,7 +49,7 @@ struct GroupNormLayout {
     var grain: Int { max(1, 32768 / max(1, positions * blockWidth)) }
 }
 
-func groupNormOp<A: NormActivation>(_ act: A.Type, _ name: String, _ x: Tensor, groups: Int,
+func groupNormOp<A: NormActivation>(_ act: A, _ name: String, _ x: Tensor, groups: Int,
                                     weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
     let layout = GroupNormLayout(shape: x.shape, groups: groups)
     checkAffine(weight, channels: layout.channels, "weight", name)
@@ -57,17 +57,17 @@ func groupNormOp<A: NormActivation>(_ act: A.Type, _ name: String, _ x: Tensor, 
     let out = Tensor(uninitialized: x.shape)
     // Per (sample, group) mean and 1/std, saved for the fused backward.
     let stats = Tensor(uninitialized: [2, layout.samples * layout.groups])
-    groupNormForward(A.self, layout, x: x.data, y: out.data, weight: weight?.data, bias: bias?.data,
+    groupNormForward(act, layout, x: x.data, y: out.data, weight: weight?.data, bias: bias?.data,
                      mean: stats.data, rstd: stats.data + layout.samples * layout.groups, eps: eps)
     let affine = AffineInputs(x, weight, bias)
     return out.recorded(name, affine.inputs) { g, needs in
         let needW = affine.needW(needs), needB = affine.needB(needs)
         if GradMode.isEnabled {
-            let (dx, dw, db) = groupNormCompositeBackward(A.self, layout, g, x, weight, bias, eps: eps,
+            let (dx, dw, db) = groupNormCompositeBackward(act, layout, g, x, weight, bias, eps: eps,
                                                           needX: needs[0], needW: needW, needB: needB)
             return affine.gradients(dx: dx, dw: dw, db: db)
         }
-        let (dx, dw, db) = groupNormBackward(A.self, layout, g: g, x: x, weight: weight, bias: bias, stats: stats,
+        let (dx, dw, db) = groupNormBackward(act, layout, g: g, x: x, weight: weight, bias: bias, stats: stats,
                                              needX: needs[0], needW: needW, needB: needB)
         return affine.gradients(dx: dx, dw: dw, db: db)
     }
@@ -77,7 +77,7 @@ func groupNormOp<A: NormActivation>(_ act: A.Type, _ name: String, _ x: Tensor, 
 
 /// Two passes per unit (see `NormKernels`): shifted per-channel moments → group mean and
 /// 1/std; then normalise, affine and activation (the unit's rows are in L2 by then).
-func groupNormForward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, x: UnsafeMutablePointer<Float>,
+func groupNormForward<A: NormActivation>(_ act: A, _ L: GroupNormLayout, x: UnsafeMutablePointer<Float>,
                                          y: UnsafeMutablePointer<Float>, weight: UnsafeMutablePointer<Float>?,
                                          bias: UnsafeMutablePointer<Float>?, mean: UnsafeMutablePointer<Float>,
                                          rstd: UnsafeMutablePointer<Float>, eps: Float) {
@@ -108,7 +108,7 @@ func groupNormForward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, x: Uns
                     cshift[c] = bias?[c0 + c] ?? 0
                 }
             }
-            forEachLaneBlock(width: W, NormalizeKernel<A>(x: xs, y: ys, rows: P, stride: C, mean: cmean,
+            forEachLaneBlock(width: W, NormalizeKernel(act: act, x: xs, y: ys, rows: P, stride: C, mean: cmean,
                                                           scale: cscale, shift: cshift))
         }
     }
@@ -119,7 +119,7 @@ func groupNormForward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, x: Uns
 /// Fused first-order backward. Pass A: dz = act'(z)·g (kept in dx's buffer for the next
 /// pass) and per-channel Σdz, Σdz·x̂, which are db, dw and (weighted by w) the group
 /// means that dx needs. Pass B: dx = 1/std·(w·dz − mean(w·dz) − x̂·mean(w·dz·x̂)).
-func groupNormBackward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, g: Tensor, x: Tensor, weight: Tensor?,
+func groupNormBackward<A: NormActivation>(_ act: A, _ L: GroupNormLayout, g: Tensor, x: Tensor, weight: Tensor?,
                                           bias: Tensor?, stats: Tensor, needX: Bool, needW: Bool,
                                           needB: Bool) -> (Tensor?, Tensor?, Tensor?) {
     let W = L.blockWidth, C = L.channels, P = L.positions, cg = L.groupWidth
@@ -150,8 +150,8 @@ func groupNormBackward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, g: Te
                     cshift[c] = pb?[c0 + c] ?? 0
                 }
             }
-            forEachLaneBlock(width: W, GradientSumsKernel<A>(
-                x: xs, g: gs, dzOut: A.isIdentity ? nil : dxs, rows: P, stride: C, mean: cmean, rstd: crs,
+            forEachLaneBlock(width: W, GradientSumsKernel(
+                act: act, x: xs, g: gs, dzOut: A.isIdentity ? nil : dxs, rows: P, stride: C, mean: cmean, rstd: crs,
                 scale: cscale, shift: cshift, sumDz: sumDz, sumDzXhat: sumDzXhat))
             guard let dxs else { continue }
             for j in 0..<L.groupsPerBlock {
@@ -179,7 +179,7 @@ func groupNormBackward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, g: Te
 }
 
 /// The same gradients from differentiable ops (when building a graph: WGAN-GP, R1).
-func groupNormCompositeBackward<A: NormActivation>(_: A.Type, _ L: GroupNormLayout, _ g: Tensor, _ x: Tensor,
+func groupNormCompositeBackward<A: NormActivation>(_ act: A, _ L: GroupNormLayout, _ g: Tensor, _ x: Tensor,
                                                    _ weight: Tensor?, _ bias: Tensor?, eps: Float, needX: Bool,
                                                    needW: Bool, needB: Bool) -> (Tensor?, Tensor?, Tensor?) {
     let view = [L.samples, L.positions, L.groups, L.groupWidth]
@@ -190,7 +190,7 @@ func groupNormCompositeBackward<A: NormActivation>(_: A.Type, _ L: GroupNormLayo
     if !A.isIdentity {
         var z = w.map { xhat * $0 } ?? xhat
         if let b { z = z + b }
-        gz = A.gradient(gz, z)
+        gz = act.gradient(gz, z)
     }
     let (dx, dw, db) = NormComposite.backward(gz: gz, xhat: xhat, std: std, weight: w, statShape: statShape,
                                               affineShape: affineShape, throughStatistics: true,
