@@ -252,7 +252,8 @@ public enum ConvBenchmark {
                     part.batch = geo.batch / max(1, min(Parallel.threads, geo.batch))
                     let full = FullWindowConv.handles(geo) ? "loom:full_window_sgemm" : nil
                     let impls = [geo.dstC == 1 ? single : full ?? ConvPrimitive.get(part, .forward, bias: true).main.implementation,
-                                 FewChannelConv.handles(geo) ? "loom:few_channels"
+                                 SpaceToDepthConv.handles(geo) ? "loom:space_to_depth"
+                                    : FewChannelConv.handles(geo) ? "loom:few_channels"
                                     : full ?? ConvPrimitive.get(part, .backwardData, bias: false).main.implementation,
                                  geo.dstC == 1 ? single : geo.isPointwise ? "dnnl_sgemm"
                                     : WeightsAsForwardConv.handles(geo) ? "loom:as_forward(\(WeightsAsForwardConv.implementation(geo)))"
