@@ -29,10 +29,14 @@ public final class Sequential: Module, Layer {
 
     /// Applies every layer in turn; a BatchNorm2d followed by ReLU or LeakyReLU runs as one
     /// fused op (the same values, one pass through memory fewer each way).
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        var y = x, i = 0
-        while i < layers.count {
-            if let norm = layers[i] as? BatchNorm2d, i + 1 < layers.count, let act = layers[i + 1] as? any FusableActivation {
+    public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, layers: layers.indices) }
+
+    /// Applies the layers in `range` in turn, fused as above (e.g. all but the last).
+    public func callAsFunction(_ x: Tensor, layers range: Range<Int>) -> Tensor {
+        var y = x, i = range.lowerBound
+        while i < range.upperBound {
+            if let norm = layers[i] as? BatchNorm2d, i + 1 < range.upperBound,
+               let act = layers[i + 1] as? any FusableActivation {
                 y = norm(y, then: act.fused)
                 i += 2
             } else {

@@ -78,7 +78,7 @@ public final class DCGANDiscriminator: Module {
             return main(Tensor.concat([x, oneHotPlanes(labels, size: c.imageSize, classes: c.classes)], axis: 3)).reshaped([b])
         case .projection:
             // φ(x): everything before the last conv ψ.
-            let features = main.layers.dropLast().reduce(x) { $1($0) }
+            let features = main(x, layers: 0..<(main.layers.count - 1))
             let psi = main.layers.last!(features).reshaped([b])
             let pooled = features.sum(axes: [1, 2])                       // Σ_hw φ(x), [B, C]
             return psi + (embed!(labels) * pooled).sum(axes: [1])
