@@ -73,11 +73,6 @@ enum FullWindowConv {
         let scratch = Storage(count: g.batch * k)
         transpose(src, scratch.data, images: g.batch, taps: taps, channels: g.srcC, toChannelMajor: true)
         gemm(true, false, o, k, g.batch, diffDst, o, scratch.data, k, beta: 0, diffWeights, k)
-        guard let diffBias else { return }
-        diffBias.update(repeating: 0, count: o)
-        for n in 0..<g.batch {
-            let row = diffDst + n * o
-            for c in 0..<o { diffBias[c] += row[c] }
-        }
+        if let diffBias { sumRows(diffDst, rows: g.batch, width: o, into: diffBias) }
     }
 }

@@ -381,11 +381,16 @@ final class ConvPrimitive {
                        dnnl_dim_t(pixels), 1, diffDst, dnnl_dim_t(o), src, dnnl_dim_t(i), 0, diffWeights, dnnl_dim_t(i))
         }
         DNNL.check(status, "sgemm for the weight gradient of 1×1 convolution \(g)")
-        guard let diffBias else { return }
-        diffBias.update(repeating: 0, count: o)
-        for p in 0..<pixels {
-            let row = diffDst + p * o
-            for c in 0..<o { diffBias[c] += row[c] }
-        }
+        if let diffBias { sumRows(diffDst, rows: pixels, width: o, into: diffBias) }
+    }
+}
+
+/// into[c] = Σ_r rows[r·width + c], rows added in order (a chunk's diff_bias: diff_dst summed
+/// over its pixels).
+func sumRows(_ rows: UnsafePointer<Float>, rows count: Int, width: Int, into: UnsafeMutablePointer<Float>) {
+    into.update(repeating: 0, count: width)
+    for r in 0..<count {
+        let row = rows + r * width
+        for c in 0..<width { into[c] += row[c] }
     }
 }

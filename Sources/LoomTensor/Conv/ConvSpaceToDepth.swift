@@ -28,16 +28,9 @@ enum SpaceToDepthConv {
     /// pixels and the padding cut off.
     static func backwardData(_ g: ConvGeometry, diffDst: Tensor, weight: Tensor) -> Tensor {
         let b = blocked(g), c = g.srcC
+        // W viewed as [o, c, u, i, v, j] (kernel row 2u + i, column 2v + j) → W' [o, i, j, c, u, v].
         let w = Tensor(uninitialized: b.weightShape)
-        let pw = weight.data, pb = w.data
-        for o in 0..<g.dstC {
-            for i in 0..<2 { for j in 0..<2 { for ch in 0..<c {
-                for u in 0..<b.kh { for v in 0..<b.kw {
-                    pb[((o * b.srcC + (i * 2 + j) * c + ch) * b.kh + u) * b.kw + v] =
-                        pw[((o * c + ch) * g.kh + 2 * u + i) * g.kw + 2 * v + j]
-                } }
-            } } }
-        }
+        permuteCopy(weight.data, w.data, shape: [g.dstC, c, b.kh, 2, b.kw, 2], perm: [0, 3, 5, 1, 2, 4])
         let blockedGradient = ConvPrimitive.backwardData(b, diffDst: diffDst, weight: w)
         let out = Tensor(uninitialized: g.srcShape)
         let pg = blockedGradient.data, po = out.data

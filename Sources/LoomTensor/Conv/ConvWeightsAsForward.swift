@@ -97,12 +97,8 @@ enum WeightsAsForwardConv {
         let dW = Tensor(uninitialized: g.weightShape)
         permuteCopy(po, dW.data, shape: [g.srcC, g.kh, g.kw, g.dstC], perm: [3, 0, 1, 2])
         guard withBias else { return (dW, nil) }
-        let db = Tensor.zeros([g.dstC])
-        let pg = diffDst.data, pb = db.data
-        for row in 0..<(g.batch * g.dstH * g.dstW) {
-            let r = pg + row * g.dstC
-            for o in 0..<g.dstC { pb[o] += r[o] }
-        }
+        let db = Tensor(uninitialized: [g.dstC])
+        sumRows(diffDst.data, rows: g.batch * g.dstH * g.dstW, width: g.dstC, into: db.data)
         return (dW, db)
     }
 }

@@ -104,8 +104,9 @@ func permuteCopy(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer
     // The input's innermost axis (stride 1) is output axis q; the output's innermost axis
     // has input stride sl. Transpose (q, last) in 16×16 tiles; the other axes are walked
     // outside. A tile is read as 16 runs of 16 floats along q and written as 16 runs along
-    // the last axis, through a staging tile: every cache line is used whole when it is
-    // touched, so power-of-two strides (which map a tile's lines onto one L1 set) cost nothing.
+    // the last axis (whole tiles in registers, `transposeTile16`; partial ones through a
+    // staging tile): every cache line is used whole when it is touched, so power-of-two
+    // strides (which map a tile's lines onto one L1 set) cost nothing.
     let q = ist.firstIndex(of: 1)!
     let nq = ext[q], nl = ext[r - 1], sl = ist[r - 1], osq = ost[q]
     var oe: [Int] = [], oi: [Int] = [], oo: [Int] = []
