@@ -323,35 +323,23 @@ struct SiLUActivation: NormActivation {
     }
 }
 
-/// max(z, 0), lane for lane as `Tensor.relu` (the gradient at 0 is 0).
+/// max(z, 0) with `Tensor.relu`'s lane functions (the gradient at 0 is 0).
 struct ReLUActivation: NormActivation {
     static var isIdentity: Bool { false }
-    @inline(__always) func apply(_ z: Float16x) -> Float16x { z.replacing(with: 0, where: z .< 0) }
-    @inline(__always) func gradient(_ g: Float16x, _ z: Float16x) -> Float16x {
-        g * Float16x(repeating: 0).replacing(with: 1, where: z .> 0)
-    }
+    @inline(__always) func apply(_ z: Float16x) -> Float16x { reluLanes(z) }
+    @inline(__always) func gradient(_ g: Float16x, _ z: Float16x) -> Float16x { g * reluStep(z) }
     func apply(_ z: Tensor) -> Tensor { z.relu() }
-    func gradient(_ g: Tensor, _ z: Tensor) -> Tensor { g * stepMask(z, below: 0) }
+    func gradient(_ g: Tensor, _ z: Tensor) -> Tensor { gradTimesStep(g, z, reluStep) }
 }
 
-/// z for z > 0, slope·z otherwise, lane for lane as `Tensor.leakyRelu`.
+/// z for z > 0, slope·z otherwise, with `Tensor.leakyRelu`'s lane functions.
 struct LeakyReLUActivation: NormActivation {
     let slope: Float
     static var isIdentity: Bool { false }
-    @inline(__always) func apply(_ z: Float16x) -> Float16x { z.replacing(with: z * slope, where: z .< 0) }
-    @inline(__always) func gradient(_ g: Float16x, _ z: Float16x) -> Float16x {
-        g * Float16x(repeating: slope).replacing(with: 1, where: z .> 0)
-    }
+    @inline(__always) func apply(_ z: Float16x) -> Float16x { leakyReLULanes(z, slope: slope) }
+    @inline(__always) func gradient(_ g: Float16x, _ z: Float16x) -> Float16x { g * leakyReLUStep(z, slope: slope) }
     func apply(_ z: Tensor) -> Tensor { z.leakyRelu(slope) }
-    func gradient(_ g: Tensor, _ z: Tensor) -> Tensor { g * stepMask(z, below: slope) }
-}
-
-/// 1 where z > 0 and `below` elsewhere, as a constant (its derivative is zero almost everywhere).
-private func stepMask(_ z: Tensor, below: Float) -> Tensor {
-    let mask = Tensor(uninitialized: z.shape)
-    let pz = z.data, pm = mask.data
-    for i in 0..<z.count { pm[i] = pz[i] > 0 ? 1 : below }
-    return mask
+    func gradient(_ g: Tensor, _ z: Tensor) -> Tensor { gradTimesStep(g, z) { leakyReLUStep($0, slope: slope) } }
 }
 
 /// a·b + c per lane, fused under LOOM_FMA. Constants must be vectors

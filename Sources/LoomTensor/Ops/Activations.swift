@@ -35,20 +35,31 @@ func geluTanhDerivative(_ x: Float16x) -> Float16x {
     return 0.5 * (1 + t) + half * du
 }
 
+/// max(x, 0) per lane, and its derivative (0 at 0, as in PyTorch); batch norm's fused ReLU
+/// uses the same two.
+@inline(__always) func reluLanes(_ x: Float16x) -> Float16x { x.replacing(with: 0, where: x .< 0) }
+@inline(__always) func reluStep(_ x: Float16x) -> Float16x { Float16x(repeating: 0).replacing(with: 1, where: x .> 0) }
+
+/// x for x > 0, slope·x otherwise, per lane, and its derivative (as batch norm's fused one).
+@inline(__always) func leakyReLULanes(_ x: Float16x, slope: Float) -> Float16x {
+    x.replacing(with: x * Float16x(repeating: slope), where: x .< 0)
+}
+@inline(__always) func leakyReLUStep(_ x: Float16x, slope: Float) -> Float16x {
+    Float16x(repeating: slope).replacing(with: 1, where: x .> 0)
+}
+
 extension Tensor {
     /// max(x, 0); the gradient at 0 is 0 (as in PyTorch).
     public func relu() -> Tensor {
-        let out = mapSIMD(self) { $0.replacing(with: 0, where: $0 .< 0) }
-        return out.recorded("relu", [self]) { g, _ in
-            [gradTimesStep(g, self) { x in Float16x(repeating: 0).replacing(with: 1, where: x .> 0) }]
-        }
+        let out = mapSIMD(self, reluLanes)
+        return out.recorded("relu", [self]) { g, _ in [gradTimesStep(g, self, reluStep)] }
     }
 
     /// x for x > 0, slope·x otherwise (GAN discriminators use slope 0.2).
     public func leakyRelu(_ slope: Float = 0.01) -> Tensor {
-        let out = mapSIMD(self) { $0.replacing(with: $0 * slope, where: $0 .< 0) }
+        let out = mapSIMD(self) { leakyReLULanes($0, slope: slope) }
         return out.recorded("leaky_relu", [self]) { g, _ in
-            [gradTimesStep(g, self) { x in Float16x(repeating: slope).replacing(with: 1, where: x .> 0) }]
+            [gradTimesStep(g, self) { leakyReLUStep($0, slope: slope) }]
         }
     }
 
